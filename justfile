@@ -1,0 +1,46 @@
+# todo-api recipes. Run them as `uv run just <recipe>` so the project's environment is active.
+set dotenv-load
+set positional-arguments
+
+# List the recipes
+default:
+    @just --list --unsorted
+
+# Serve with auto-reload on HOST:PORT (default 127.0.0.1:8000); embedded PostgreSQL unless DATABASE_URL is set
+dev:
+    python -m todo_api.cli dev
+
+# Serve production-style: WEB_CONCURRENCY workers, no reload (run `just migrate` first)
+serve:
+    python -m todo_api.cli serve
+
+# Run the tests (extra arguments go to pytest, e.g. `just test -k ready -x`)
+test *args:
+    python -m pytest "$@"
+
+# Apply pending database migrations
+migrate:
+    python -m todo_api.cli migrate
+
+# Create a migration from the changes to the tables (e.g. `just makemigrations "add due_at"`)
+makemigrations desc="":
+    piccolo migrations new todo_api --auto --desc="{{ desc }}"
+
+# Lint: ruff check, ruff format check, mypy strict
+lint:
+    ruff check .
+    ruff format --check .
+    mypy
+
+# Format the code and apply safe lint fixes
+fmt:
+    ruff format .
+    ruff check --fix .
+
+# Open psql on the current database (embedded or DATABASE_URL)
+db-shell:
+    python -m todo_api.cli db-shell
+
+# Check the environment's settings without starting anything
+check-settings:
+    python -m todo_api.cli check-settings

@@ -1,0 +1,13 @@
+"""Piccolo's configuration: the engine (from DATABASE_URL) and the apps."""
+
+import os
+
+from piccolo.conf.apps import AppRegistry
+
+from todo_api.db import Engine
+
+DB = Engine(
+    config={"dsn": os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1/todo_api")}
+)
+
+APP_REGISTRY = AppRegistry(apps=["todo_api.piccolo_app"])

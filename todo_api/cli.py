@@ -1,0 +1,147 @@
+"""Operator commands behind the justfile recipes: `python -m todo_api.cli <command>`.
+
+Plain argparse rather than Litestar's CLI: these commands decide DATABASE_URL (starting the
+embedded PostgreSQL when it is unset) before the app, which reads it, is imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from todo_api.config import Settings, SettingsError, load_settings
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+EMBEDDED_DATA_DIR = PROJECT_ROOT / ".data" / "pg"
+EMBEDDED_DATABASE = "todo_api"
+APP = "todo_api.app:app"
+
+
+@contextmanager
+def database_url() -> Iterator[str]:
+    """DATABASE_URL if set; else the embedded server under .data/ (stopped on exit if started here)."""
+    if url := os.environ.get("DATABASE_URL"):
+        yield url
+        return
+    if os.environ.get("APP_ENV") == "prod":
+        sys.exit("error: DATABASE_URL must be set when APP_ENV=prod (no embedded database in prod)")
+    from todo_api.embedded import EmbeddedPostgres
+
+    server = EmbeddedPostgres(EMBEDDED_DATA_DIR)
+    already_running = server.running_port() is not None
+    server.start()
+    try:
+        _ensure_database(server.url(), EMBEDDED_DATABASE)
+        url = server.url(EMBEDDED_DATABASE)
+        print(f"embedded PostgreSQL at {url} (data in {EMBEDDED_DATA_DIR})", file=sys.stderr)
+        os.environ["DATABASE_URL"] = url
+        yield url
+    finally:
+        if not already_running:
+            server.stop()
+
+
+def _ensure_database(admin_url: str, name: str) -> None:
+    import asyncpg
+
+    async def create() -> None:
+        connection = await asyncpg.connect(admin_url)
+        try:
+            exists = await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+            if not exists:
+                await connection.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await connection.close()
+
+    asyncio.run(create())
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        sys.exit(f"error: {exc}")
+
+
+def migrate() -> None:
+    """Apply pending migrations."""
+    from todo_api import db
+
+    with database_url() as url:
+        asyncio.run(db.migrate(url))
+
+
+def _run_uvicorn(settings: Settings, **options: Any) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        APP,
+        host=settings.host,
+        port=settings.port,
+        # uvicorn trusts X-Forwarded-For from 127.0.0.1 by default; trust only configured proxies.
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=",".join(settings.trusted_proxies),
+        server_header=False,
+        **options,
+    )
+
+
+def dev() -> None:
+    """Serve with auto-reload (embedded PostgreSQL when DATABASE_URL is unset)."""
+    _settings()  # a bad variable stops us before anything starts
+    with database_url():
+        migrate()
+        _run_uvicorn(_settings(), reload=True, reload_dirs=[str(PROJECT_ROOT / "todo_api")])
+
+
+def serve() -> None:
+    """Serve production-style: several workers, no reload; migrations are a separate step."""
+    _settings()
+    with database_url():
+        settings = _settings()
+        _run_uvicorn(settings, workers=settings.web_concurrency, timeout_graceful_shutdown=30)
+
+
+def db_shell() -> None:
+    """psql against the current database."""
+    psql = shutil.which("psql")
+    if psql is None:
+        from todo_api.embedded import bin_dir
+
+        psql = str(bin_dir() / "psql")
+    with database_url() as url:
+        subprocess.run([psql, url], check=False)  # noqa: S603 - the operator's own shell
+
+
+def check_settings() -> None:
+    """Validate the environment's settings and exit non-zero naming the bad variable."""
+    settings = _settings()
+    print(f"settings ok (APP_ENV={settings.app_env})")
+
+
+COMMANDS: dict[str, Callable[[], None]] = {
+    "dev": dev,
+    "serve": serve,
+    "migrate": migrate,
+    "db-shell": db_shell,
+    "check-settings": check_settings,
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m todo_api.cli", description=__doc__)
+    parser.add_argument("command", choices=sorted(COMMANDS))
+    args = parser.parse_args(argv)
+    COMMANDS[args.command]()
+
+
+if __name__ == "__main__":
+    main()

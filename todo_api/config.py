@@ -1,0 +1,114 @@
+"""Settings: one frozen, typed Struct read from the environment and validated once at start-up."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+# Known only so that `prod` can refuse it; dev and test run with it out of the box.
+DEFAULT_SECRET_KEY = "dev-only-insecure-secret-key-change-me-0123456789"
+
+PositiveInt = Annotated[int, Meta(ge=1)]
+RateLimit = Annotated[str, Meta(pattern=r"^\d+/(second|minute|hour|day)$")]
+
+
+class SettingsError(ValueError):
+    """A variable is missing or malformed; the message names it."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Everything configurable; field `foo_bar` is read from the variable `FOO_BAR`."""
+
+    app_env: Literal["dev", "test", "prod"] = "dev"
+    database_url: Annotated[str, Meta(pattern=r"^postgres(ql)?://")] = (
+        "postgresql://postgres@127.0.0.1:5432/todo_api"
+    )
+    db_pool_min: Annotated[int, Meta(ge=0, le=100)] = 2
+    db_pool_max: Annotated[int, Meta(ge=1, le=200)] = 10
+    db_timeout_seconds: Annotated[float, Meta(gt=0, le=60)] = 5.0
+    secret_key: str = DEFAULT_SECRET_KEY
+    access_token_expire_minutes: PositiveInt = 15
+    refresh_token_expire_days: PositiveInt = 7
+    session_max_age_days: PositiveInt = 30
+    refresh_reuse_leeway_seconds: Annotated[int, Meta(ge=0, le=300)] = 10
+    allowed_origins: tuple[str, ...] = ()
+    cookie_secure: bool = True
+    trusted_proxies: tuple[str, ...] = ()
+    redis_url: str | None = None
+    rate_limit_login: RateLimit = "5/minute"
+    rate_limit_register: RateLimit = "5/minute"
+    rate_limit_token: RateLimit = "5/minute"
+    rate_limit_refresh: RateLimit = "30/minute"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] = "console"
+    max_body_bytes: PositiveInt = 1024 * 1024
+    host: str = "127.0.0.1"
+    port: Annotated[int, Meta(ge=1, le=65535)] = 8000
+    web_concurrency: Annotated[int, Meta(ge=1, le=64)] = 2
+
+    def __post_init__(self) -> None:
+        if self.db_pool_min > self.db_pool_max:
+            raise ValueError("DB_POOL_MIN must not exceed DB_POOL_MAX")
+        if self.app_env != "prod":
+            return
+        if self.secret_key == DEFAULT_SECRET_KEY or len(self.secret_key) < 32:
+            raise ValueError(
+                "SECRET_KEY must be set to at least 32 random characters when APP_ENV=prod "
+                '(e.g. python -c "import secrets; print(secrets.token_urlsafe(48))")'
+            )
+        if not self.cookie_secure:
+            raise ValueError("COOKIE_SECURE cannot be false when APP_ENV=prod")
+        if "*" in self.allowed_origins:
+            raise ValueError("ALLOWED_ORIGINS cannot be '*' when APP_ENV=prod (cookies are sent)")
+        if self.log_format != "json":
+            raise ValueError("LOG_FORMAT must be json when APP_ENV=prod")
+
+    @property
+    def is_dev(self) -> bool:
+        return self.app_env == "dev"
+
+
+_LIST_FIELDS = {"allowed_origins", "trusted_proxies"}
+# Outside prod, cookies over plain http are the norm (localhost) unless COOKIE_SECURE says otherwise;
+# prod logs are for machines.
+_ENV_DEPENDENT_DEFAULTS = {
+    "cookie_secure": {"dev": "false", "test": "false", "prod": "true"},
+    "log_format": {"dev": "console", "test": "console", "prod": "json"},
+}
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from `environ` (default: the process environment); raise SettingsError."""
+    environ = os.environ if environ is None else environ
+    raw: dict[str, object] = {}
+    for name in Settings.__struct_fields__:
+        value = environ.get(name.upper())
+        if value is None or value == "":
+            continue
+        raw[name] = (
+            tuple(item.strip() for item in value.split(",") if item.strip())
+            if name in _LIST_FIELDS
+            else value.strip()
+        )
+    app_env = str(raw.get("app_env", "dev"))
+    for name, by_env in _ENV_DEPENDENT_DEFAULTS.items():
+        if name not in raw and app_env in by_env:
+            raw[name] = by_env[app_env]
+    try:
+        return msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(_name_the_variable(str(exc))) from None
+
+
+def _name_the_variable(message: str) -> str:
+    """Turn msgspec's `... - at `$.field`` into a message that names the environment variable."""
+    match = re.search(r" - at `\$\.(\w+)", message)
+    if match is None:
+        return f"invalid settings: {message}"
+    variable = match.group(1).upper()
+    return f"invalid environment variable {variable}: {message[: match.start()]}"

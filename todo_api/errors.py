@@ -1,0 +1,133 @@
+"""Domain errors, and the one place every error becomes an RFC 9457 problem response."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from http import HTTPStatus
+from typing import Any, ClassVar
+
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.plugins.problem_details import (
+    ProblemDetailsConfig,
+    ProblemDetailsException,
+    ProblemDetailsPlugin,
+)
+
+from todo_api import db
+
+# Seconds a client should wait before retrying while the database is unavailable.
+RETRY_AFTER_DB_SECONDS = 2
+
+logger = logging.getLogger(__name__)
+
+# Litestar raises these with the bare status phrase; say what it means for the client.
+_PLAIN_DETAILS: dict[int, str] = {
+    HTTPStatus.NOT_FOUND: "Nothing exists at this path.",
+    HTTPStatus.METHOD_NOT_ALLOWED: "This path does not accept this method; see the Allow header.",
+    HTTPStatus.REQUEST_ENTITY_TOO_LARGE: "The request body is larger than the server accepts.",
+}
+
+
+class DomainError(Exception):
+    """A rule was broken; `message` is safe to show to the client."""
+
+    status_code: ClassVar[int] = HTTPStatus.BAD_REQUEST
+
+    def __init__(self, message: str, *, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = dict(headers or {})
+
+
+class BadRequest(DomainError):
+    status_code = HTTPStatus.BAD_REQUEST
+
+
+class Unauthorized(DomainError):
+    status_code = HTTPStatus.UNAUTHORIZED
+
+
+class Forbidden(DomainError):
+    status_code = HTTPStatus.FORBIDDEN
+
+
+class NotFound(DomainError):
+    status_code = HTTPStatus.NOT_FOUND
+
+
+class Conflict(DomainError):
+    status_code = HTTPStatus.CONFLICT
+
+
+class Gone(DomainError):
+    status_code = HTTPStatus.GONE
+
+
+class VersionMismatch(DomainError):
+    status_code = HTTPStatus.PRECONDITION_FAILED
+
+
+class Unprocessable(DomainError):
+    status_code = HTTPStatus.UNPROCESSABLE_ENTITY
+
+
+class ServiceUnavailable(DomainError):
+    status_code = HTTPStatus.SERVICE_UNAVAILABLE
+
+
+def problem(
+    status: int,
+    detail: str | None = None,
+    *,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> ProblemDetailsException:
+    """A problem with `type` about:blank, so `title` is the status phrase (RFC 9457 §4.2.1)."""
+    return ProblemDetailsException(
+        status_code=status,
+        type_="about:blank",
+        title=HTTPStatus(status).phrase,
+        detail=detail or "",
+        headers=dict(headers or {}),
+        extra=extra or None,
+    )
+
+
+def _domain_error(exc: DomainError) -> ProblemDetailsException:
+    return problem(exc.status_code, exc.message, headers=exc.headers)
+
+
+def _http_exception(exc: HTTPException) -> ProblemDetailsException:
+    extra: dict[str, Any] = {}
+    if isinstance(exc, ValidationException) and exc.extra:
+        extra["errors"] = exc.extra
+    detail = exc.detail
+    if detail == HTTPStatus(exc.status_code).phrase:
+        detail = _PLAIN_DETAILS.get(exc.status_code, detail)
+    return problem(exc.status_code, detail, headers=exc.headers, **extra)
+
+
+def _database_unavailable(exc: Exception) -> ProblemDetailsException:
+    logger.warning("database unavailable: %s", type(exc).__name__)
+    return problem(
+        HTTPStatus.SERVICE_UNAVAILABLE,
+        "The database is unavailable; try again shortly.",
+        headers={"Retry-After": str(RETRY_AFTER_DB_SECONDS)},
+    )
+
+
+def _unexpected(exc: Exception) -> ProblemDetailsException:
+    logger.error("unhandled %s", type(exc).__name__, exc_info=exc)
+    return problem(HTTPStatus.INTERNAL_SERVER_ERROR, "An unexpected error occurred.")
+
+
+def problem_details_plugin() -> ProblemDetailsPlugin:
+    """Every error, ours or Litestar's, as application/problem+json."""
+    mapping: dict[type[Exception], Callable[[Any], ProblemDetailsException]] = {
+        Exception: _unexpected,
+        HTTPException: _http_exception,
+        DomainError: _domain_error,
+    }
+    mapping.update(dict.fromkeys(db.DATABASE_UNAVAILABLE, _database_unavailable))
+    return ProblemDetailsPlugin(ProblemDetailsConfig(exception_to_problem_detail_map=mapping))

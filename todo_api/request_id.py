@@ -1,0 +1,38 @@
+"""X-Request-ID: propagated from the client when well-formed, else generated; echoed on every response."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from litestar.datastructures import MutableScopeHeaders
+from litestar.types import Message, Scope
+
+HEADER = "x-request-id"
+_STATE_KEY = "request_id"
+# Anything else (too long, control characters, header injection) is replaced, not echoed.
+_ACCEPTABLE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+def request_id(scope: Scope) -> str:
+    """The id of this request, decided once per request."""
+    state: dict[str, Any] = scope.setdefault("state", {})
+    if (value := state.get(_STATE_KEY)) is None:
+        incoming = next(
+            (
+                raw.decode("latin-1")
+                for name, raw in scope.get("headers", ())
+                if name == HEADER.encode()
+            ),
+            "",
+        )
+        value = incoming if _ACCEPTABLE.match(incoming) else uuid.uuid4().hex
+        state[_STATE_KEY] = value
+    return str(value)
+
+
+async def add_request_id_header(message: Message, scope: Scope) -> None:
+    """`before_send` hook: runs for every response, including router 404/405s and error pages."""
+    if message["type"] == "http.response.start":
+        MutableScopeHeaders.from_message(message)[HEADER] = request_id(scope)
