@@ -44,3 +44,11 @@ db-shell:
 # Check the environment's settings without starting anything
 check-settings:
     python -m todo_api.cli check-settings
+
+# Create an account with any role, e.g. `just create-user admin@example.com 'long password' superadmin`
+create-user email password role="user":
+    python -m todo_api.cli create-user "$1" "$2" "$3"
+
+# Purge dead device sessions now (also runs in the app every CLEANUP_INTERVAL_SECONDS)
+cleanup:
+    python -m todo_api.cli cleanup

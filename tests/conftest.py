@@ -31,6 +31,14 @@ TEST_ENV = {
     "SECRET_KEY": TEST_SECRET_KEY,
     "DB_POOL_MIN": "1",
     "DB_POOL_MAX": "10",
+    # Cheap argon2 (production parameters cost ~100-300 ms a hash); the same code paths.
+    "ARGON2_TIME_COST": "1",
+    "ARGON2_MEMORY_KIB": "1024",
+    # Tests that exercise rate limits set their own; the rest must not trip them.
+    "RATE_LIMIT_LOGIN": "1000/minute",
+    "RATE_LIMIT_REGISTER": "1000/minute",
+    "RATE_LIMIT_TOKEN": "1000/minute",
+    "RATE_LIMIT_REFRESH": "1000/minute",
 }
 
 

@@ -6,33 +6,71 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from litestar import Litestar
+from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
+from litestar.stores.base import Store
+from litestar.stores.memory import MemoryStore
 
 from todo_api import db
+from todo_api.auth.controller import AuthController, provide_auth_service
+from todo_api.auth.passwords import Passwords
+from todo_api.auth.security import RATE_LIMIT_STORE, build_auth, rate_limits
+from todo_api.auth.tokens import TokenKeys
 from todo_api.config import Settings, load_settings
 from todo_api.errors import problem_details_plugin
 from todo_api.health import HealthController
+from todo_api.jobs import periodic_cleanup
+from todo_api.pagination import Cursors
 from todo_api.request_id import add_request_id_header
+from todo_api.users.controller import MeController, UsersController, provide_user_service
+
+
+def rate_limit_store(settings: Settings) -> Store:
+    """Counters in Redis when REDIS_URL is set (shared by every process), else in memory."""
+    if settings.redis_url:
+        from litestar.stores.redis import RedisStore
+
+        return RedisStore.with_client(url=settings.redis_url, namespace="todo_api")
+    return MemoryStore()
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
     """Build the app for `settings` (default: from the environment). Connects only in its lifespan."""
     settings = settings or load_settings()
+    keys = TokenKeys(settings)
+    passwords = Passwords(settings)
+    auth = build_auth(settings, keys)
 
     @asynccontextmanager
     async def database(_: Litestar) -> AsyncIterator[None]:
-        async with db.connection_pool(settings):
+        async with db.connection_pool(settings), periodic_cleanup(settings):
             yield
+        passwords.close()
 
     def provide_settings() -> Settings:
         return settings
 
     return Litestar(
-        route_handlers=[HealthController],
-        dependencies={"settings": Provide(provide_settings, use_cache=True, sync_to_thread=False)},
+        route_handlers=[HealthController, AuthController, MeController, UsersController],
+        dependencies={
+            "settings": Provide(provide_settings, use_cache=True, sync_to_thread=False),
+            "auth": Provide(provide_auth_service, sync_to_thread=False),
+            "users": Provide(provide_user_service, sync_to_thread=False),
+        },
+        state=State(
+            {
+                "settings": settings,
+                "token_keys": keys,
+                "passwords": passwords,
+                "cursors": Cursors(settings.key_for("cursor")),
+            }
+        ),
         lifespan=[database],
+        on_app_init=[auth.on_app_init],
+        middleware=rate_limits(settings),
+        stores={RATE_LIMIT_STORE: rate_limit_store(settings)},
         plugins=[problem_details_plugin()],
         before_send=[add_request_id_header],
         request_max_body_size=settings.max_body_bytes,

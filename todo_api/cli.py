@@ -121,6 +121,38 @@ def db_shell() -> None:
         subprocess.run([psql, url], check=False)  # noqa: S603 - the operator's own shell
 
 
+def create_user(email: str, password: str, role: str) -> None:
+    """Create an account with any role (the way to make the first admin)."""
+    from todo_api import db
+    from todo_api.users.service import create_account
+
+    async def run() -> None:
+        async with db.connection_pool(settings):
+            user = await create_account(settings, email, password, role)
+        print(f"created {user.role} {user.email} ({user.id})")
+
+    with database_url():
+        settings = _settings()
+        asyncio.run(run())
+
+
+def cleanup() -> None:
+    """Purge dead device sessions once (the app also does this on an interval)."""
+    from todo_api import db, jobs
+
+    async def run() -> jobs.CleanupResult:
+        async with db.connection_pool(settings):
+            return await jobs.cleanup(settings)
+
+    with database_url():
+        settings = _settings()
+        result = asyncio.run(run())
+    if result.ran:
+        print(f"cleanup: deleted {result.sessions_deleted} sessions")
+    else:
+        print("cleanup: another process holds the cleanup lock; nothing done")
+
+
 def check_settings() -> None:
     """Validate the environment's settings and exit non-zero naming the bad variable."""
     settings = _settings()
@@ -131,6 +163,7 @@ COMMANDS: dict[str, Callable[[], None]] = {
     "dev": dev,
     "serve": serve,
     "migrate": migrate,
+    "cleanup": cleanup,
     "db-shell": db_shell,
     "check-settings": check_settings,
 }
@@ -138,9 +171,23 @@ COMMANDS: dict[str, Callable[[], None]] = {
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m todo_api.cli", description=__doc__)
-    parser.add_argument("command", choices=sorted(COMMANDS))
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, function in COMMANDS.items():
+        commands.add_parser(name, help=function.__doc__)
+    add_user = commands.add_parser("create-user", help=create_user.__doc__)
+    add_user.add_argument("email")
+    add_user.add_argument("password")
+    add_user.add_argument("role", choices=["user", "admin", "superadmin"])
     args = parser.parse_args(argv)
-    COMMANDS[args.command]()
+    from todo_api.errors import DomainError
+
+    try:
+        if args.command == "create-user":
+            create_user(args.email, args.password, args.role)
+        else:
+            COMMANDS[args.command]()
+    except DomainError as exc:
+        sys.exit(f"error: {exc.message}")
 
 
 if __name__ == "__main__":

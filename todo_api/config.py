@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import re
 from collections.abc import Mapping
@@ -44,6 +46,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     rate_limit_register: RateLimit = "5/minute"
     rate_limit_token: RateLimit = "5/minute"
     rate_limit_refresh: RateLimit = "30/minute"
+    # Failed logins per account (counted in the audit log, so across processes) before a 429.
+    rate_limit_login_failures: RateLimit = "10/hour"
+    # argon2id cost; the defaults take ~100-300 ms per hash on a server core.
+    argon2_time_cost: Annotated[int, Meta(ge=1, le=20)] = 3
+    argon2_memory_kib: Annotated[int, Meta(ge=8, le=4 * 1024 * 1024)] = 65536
+    argon2_parallelism: Annotated[int, Meta(ge=1, le=16)] = 1
+    # Background cleanup of expired sessions (0 = only `just cleanup`).
+    cleanup_interval_seconds: Annotated[int, Meta(ge=0)] = 3600
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "console"
     max_body_bytes: PositiveInt = 1024 * 1024
@@ -65,12 +75,20 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             raise ValueError("COOKIE_SECURE cannot be false when APP_ENV=prod")
         if "*" in self.allowed_origins:
             raise ValueError("ALLOWED_ORIGINS cannot be '*' when APP_ENV=prod (cookies are sent)")
+        if self.argon2_memory_kib < 19 * 1024 or self.argon2_time_cost < 2:
+            raise ValueError(
+                "ARGON2_MEMORY_KIB >= 19456 and ARGON2_TIME_COST >= 2 are required when APP_ENV=prod"
+            )
         if self.log_format != "json":
             raise ValueError("LOG_FORMAT must be json when APP_ENV=prod")
 
     @property
     def is_dev(self) -> bool:
         return self.app_env == "dev"
+
+    def key_for(self, purpose: str) -> bytes:
+        """A 256-bit key for one purpose, derived from SECRET_KEY, so no two uses share a key."""
+        return hmac.new(self.secret_key.encode(), purpose.encode(), hashlib.sha256).digest()
 
 
 _LIST_FIELDS = {"allowed_origins", "trusted_proxies"}

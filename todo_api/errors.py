@@ -26,6 +26,8 @@ _PLAIN_DETAILS: dict[int, str] = {
     HTTPStatus.NOT_FOUND: "Nothing exists at this path.",
     HTTPStatus.METHOD_NOT_ALLOWED: "This path does not accept this method; see the Allow header.",
     HTTPStatus.REQUEST_ENTITY_TOO_LARGE: "The request body is larger than the server accepts.",
+    HTTPStatus.UNAUTHORIZED: "Authentication is required: send a valid access token.",
+    HTTPStatus.TOO_MANY_REQUESTS: "Too many requests; retry after the time in Retry-After.",
 }
 
 
@@ -72,6 +74,10 @@ class Unprocessable(DomainError):
     status_code = HTTPStatus.UNPROCESSABLE_ENTITY
 
 
+class TooManyRequests(DomainError):
+    status_code = HTTPStatus.TOO_MANY_REQUESTS
+
+
 class ServiceUnavailable(DomainError):
     status_code = HTTPStatus.SERVICE_UNAVAILABLE
 
@@ -105,7 +111,13 @@ def _http_exception(exc: HTTPException) -> ProblemDetailsException:
     detail = exc.detail
     if detail == HTTPStatus(exc.status_code).phrase:
         detail = _PLAIN_DETAILS.get(exc.status_code, detail)
-    return problem(exc.status_code, detail, headers=exc.headers, **extra)
+    headers = dict(exc.headers or {})
+    if exc.status_code == HTTPStatus.UNAUTHORIZED:
+        headers.setdefault("WWW-Authenticate", "Bearer")
+    if exc.status_code == HTTPStatus.TOO_MANY_REQUESTS and "RateLimit-Reset" in headers:
+        # Litestar's rate limiter sends the draft RateLimit-* headers; clients know Retry-After.
+        headers.setdefault("Retry-After", str(max(1, int(headers["RateLimit-Reset"]))))
+    return problem(exc.status_code, detail, headers=headers, **extra)
 
 
 def _database_unavailable(exc: Exception) -> ProblemDetailsException:

@@ -11,7 +11,9 @@ MIGRATIONS_FOLDER = Path(__file__).resolve().parent.parent / "piccolo_migrations
 APP_CONFIG = AppConfig(
     app_name="todo_api",
     migrations_folder_path=str(MIGRATIONS_FOLDER),
-    table_classes=table_finder(["todo_api.users.tables"], exclude_imported=True),
+    table_classes=table_finder(
+        ["todo_api.users.tables", "todo_api.auth.tables"], exclude_imported=True
+    ),
     migration_dependencies=[],
     commands=[],
 )

@@ -1,0 +1,1 @@
+"""Accounts, device sessions and tokens."""

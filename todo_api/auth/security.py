@@ -1,0 +1,179 @@
+"""The HTTP side of auth: Litestar's JWT auth, the auth cookies, client addresses, rate limits."""
+
+from __future__ import annotations
+
+import ipaddress
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import jwt
+from litestar import Request, Response
+from litestar.connection import ASGIConnection
+from litestar.datastructures import Cookie
+from litestar.middleware.base import DefineMiddleware
+from litestar.middleware.rate_limit import DurationUnit, RateLimitConfig
+from litestar.security.jwt import OAuth2PasswordBearerAuth, Token
+
+from todo_api.auth.audit import Client
+from todo_api.auth.service import CurrentUser, IssuedTokens, current_user
+from todo_api.auth.tokens import InvalidToken, TokenKeys, decode_access
+from todo_api.config import Settings
+
+AUTH_PATH = "/api/v1/auth"
+TOKEN_URL = f"{AUTH_PATH}/token"
+RATE_LIMIT_STORE = "rate_limit"
+# Paths that need no access token; routes opt out with `opt={"exclude_from_auth": True}`.
+PUBLIC_PATHS = ["^/health$", "^/ready$", "^/docs"]
+
+
+class AccessToken(Token):
+    """Litestar's Token, decoded by our stricter rules (typ header, required claims, no kid/jku)."""
+
+    @classmethod
+    def decode_payload(
+        cls,
+        encoded_token: str,
+        secret: str,
+        algorithms: list[str],
+        issuer: str | Sequence[str] | None = None,
+        audience: str | Sequence[str] | None = None,
+        options: Any = None,
+    ) -> Any:
+        try:
+            return decode_access(encoded_token, secret)
+        except InvalidToken as exc:
+            # Litestar turns this into a 401.
+            raise jwt.InvalidTokenError(str(exc)) from None
+
+
+async def retrieve_user(token: Token, _: ASGIConnection[Any, Any, Any, Any]) -> CurrentUser | None:
+    try:
+        user_id, session_id = uuid.UUID(token.sub), uuid.UUID(str(token.extras["sid"]))
+    except (KeyError, ValueError, TypeError):
+        return None
+    return await current_user(user_id, session_id)
+
+
+def cookie_names(settings: Settings) -> tuple[str, str]:
+    """(access, refresh) cookie names; `__Secure-` prefixed whenever cookies are Secure."""
+    prefix = "__Secure-" if settings.cookie_secure else ""
+    return f"{prefix}access_token", f"{prefix}refresh_token"
+
+
+def build_auth(settings: Settings, keys: TokenKeys) -> OAuth2PasswordBearerAuth[CurrentUser, Token]:
+    """Bearer header or HttpOnly cookie; every request re-checks the device session."""
+    access_cookie, _ = cookie_names(settings)
+    return OAuth2PasswordBearerAuth[CurrentUser, Token](
+        retrieve_user_handler=retrieve_user,
+        token_secret=keys.signing_key,
+        token_url=TOKEN_URL,
+        token_cls=AccessToken,
+        key=access_cookie,
+        path="/",
+        secure=settings.cookie_secure,
+        samesite="strict",
+        default_token_expiration=keys.access_lifetime,
+        exclude=PUBLIC_PATHS,
+        exclude_opt_key="exclude_from_auth",
+        description="Log in with POST /api/v1/auth/login (or the form at /api/v1/auth/token) "
+        "and send the access token as `Authorization: Bearer <token>`.",
+    )
+
+
+def set_auth_cookies(response: Response[Any], settings: Settings, tokens: IssuedTokens) -> None:
+    access_name, refresh_name = cookie_names(settings)
+    remaining = int((tokens.session_expires_at - datetime.now(UTC)).total_seconds())
+    response.set_cookie(
+        Cookie(
+            key=access_name,
+            value=tokens.access_token,
+            max_age=tokens.expires_in,
+            path="/",
+            httponly=True,
+            secure=settings.cookie_secure,
+            samesite="strict",
+        )
+    )
+    response.set_cookie(
+        Cookie(
+            key=refresh_name,
+            value=tokens.refresh_token,
+            max_age=max(remaining, 0),
+            path=AUTH_PATH,
+            httponly=True,
+            secure=settings.cookie_secure,
+            samesite="strict",
+        )
+    )
+    response.headers["Cache-Control"] = "no-store"
+
+
+def clear_auth_cookies(response: Response[Any], settings: Settings) -> None:
+    access_name, refresh_name = cookie_names(settings)
+    for name, path in ((access_name, "/"), (refresh_name, AUTH_PATH)):
+        response.delete_cookie(name, path=path)
+    response.headers["Cache-Control"] = "no-store"
+
+
+def refresh_cookie(request: Request[Any, Any, Any], settings: Settings) -> str | None:
+    return request.cookies.get(cookie_names(settings)[1])
+
+
+def client_ip(connection: ASGIConnection[Any, Any, Any, Any], settings: Settings) -> str:
+    """The socket peer, unless it is a trusted proxy: then the nearest untrusted X-Forwarded-For hop."""
+    peer = connection.client.host if connection.client else ""
+    if not settings.trusted_proxies or peer not in settings.trusted_proxies:
+        return peer
+    hops = [hop.strip() for hop in connection.headers.get("x-forwarded-for", "").split(",")]
+    for hop in reversed(hops):
+        if hop and hop not in settings.trusted_proxies:
+            try:
+                return str(ipaddress.ip_address(hop))
+            except ValueError:
+                return peer
+    return peer
+
+
+def client_of(request: Request[Any, Any, Any], settings: Settings) -> Client:
+    return Client(ip=client_ip(request, settings), user_agent=request.headers.get("user-agent", ""))
+
+
+def _limited(
+    name: str, rate: str, settings: Settings, key: Callable[[Request[Any, Any, Any]], str]
+) -> DefineMiddleware:
+    """Litestar's rate limiter for the routes whose opt has `rate_limit == name`."""
+    count, unit = rate.split("/")
+
+    def applies(request: Request[Any, Any, Any]) -> bool:
+        return bool(request.route_handler.opt.get("rate_limit") == name)
+
+    def identify(request: Request[Any, Any, Any]) -> str:
+        return f"{name}:{key(request)}"
+
+    duration: DurationUnit = unit  # type: ignore[assignment]
+    return RateLimitConfig(
+        rate_limit=(duration, int(count)),
+        identifier_for_request=identify,
+        check_throttle_handler=applies,
+        store=RATE_LIMIT_STORE,
+    ).middleware
+
+
+def rate_limits(settings: Settings) -> list[DefineMiddleware]:
+    """Per client IP for login/register/token; per device session for refresh."""
+
+    def by_ip(request: Request[Any, Any, Any]) -> str:
+        return client_ip(request, settings)
+
+    def by_session(request: Request[Any, Any, Any]) -> str:
+        token = refresh_cookie(request, settings) or ""
+        return token.partition(".")[0][:36] or f"ip:{by_ip(request)}"
+
+    return [
+        _limited("login", settings.rate_limit_login, settings, by_ip),
+        _limited("register", settings.rate_limit_register, settings, by_ip),
+        _limited("token", settings.rate_limit_token, settings, by_ip),
+        _limited("refresh", settings.rate_limit_refresh, settings, by_session),
+    ]

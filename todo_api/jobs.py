@@ -1,0 +1,76 @@
+"""Housekeeping: purge dead device sessions, in the app on an interval and as `just cleanup`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from todo_api import db
+from todo_api.auth.tables import DeviceSession
+from todo_api.config import Settings
+
+logger = logging.getLogger(__name__)
+
+# Dead sessions are kept this long so a replayed refresh token still finds its (revoked) session.
+DEAD_SESSION_RETENTION = timedelta(days=1)
+# pg_advisory lock id: one cleanup at a time across every process on the database.
+CLEANUP_LOCK_ID = 0x70D0_C1EA
+
+
+@dataclass(frozen=True, slots=True)
+class CleanupResult:
+    ran: bool
+    sessions_deleted: int = 0
+
+
+async def cleanup(settings: Settings) -> CleanupResult:
+    """Delete sessions revoked, expired or idle for longer than the retention; skip if another
+    process is already cleaning."""
+    moment = datetime.now(UTC)
+    cutoff = moment - DEAD_SESSION_RETENTION
+    idle_cutoff = cutoff - timedelta(days=settings.refresh_token_expire_days)
+    engine = db.get_engine()
+    async with engine.transaction():
+        locked = await engine.run_ddl(f"SELECT pg_try_advisory_xact_lock({CLEANUP_LOCK_ID}) AS ok")
+        if not locked[0]["ok"]:
+            return CleanupResult(ran=False)
+        deleted = await (
+            DeviceSession.delete()
+            .where(
+                (DeviceSession.revoked_at < cutoff)
+                | (DeviceSession.expires_at < cutoff)
+                | (DeviceSession.last_used_at < idle_cutoff)
+            )
+            .returning(DeviceSession.id)
+        )
+    return CleanupResult(ran=True, sessions_deleted=len(deleted))
+
+
+@contextlib.asynccontextmanager
+async def periodic_cleanup(settings: Settings) -> AsyncIterator[None]:
+    """Run `cleanup` every CLEANUP_INTERVAL_SECONDS while the app is up (0 turns it off)."""
+    if settings.cleanup_interval_seconds <= 0:
+        yield
+        return
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(settings.cleanup_interval_seconds)
+            try:
+                result = await cleanup(settings)
+                if result.ran:
+                    logger.info("cleanup deleted %d sessions", result.sessions_deleted)
+            except Exception:  # a failed round must not end the loop; the next one retries
+                logger.exception("cleanup failed")
+
+    task = asyncio.create_task(loop(), name="periodic-cleanup")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -1,0 +1,51 @@
+"""Keyset pagination: opaque, tamper-evident cursors bound to one list of one user."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import Meta
+
+from todo_api.errors import BadRequest
+
+Limit = Annotated[int, Meta(ge=1, le=100, description="Items per page (1-100)")]
+DEFAULT_LIMIT = 20
+_MAC_BYTES = 16
+_MAX_CURSOR_CHARS = 512
+
+
+class Cursors:
+    """Encode a row's sort key as a cursor, and decode only cursors we made for the same list."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def encode(self, scope: str, position: list[Any]) -> str:
+        payload = msgspec.json.encode(position)
+        mac = self._mac(scope, payload)
+        return base64.urlsafe_b64encode(mac + payload).rstrip(b"=").decode()
+
+    def decode(self, scope: str, cursor: str) -> list[Any]:
+        """The position in `cursor`; BadRequest if it is malformed, altered or from another list."""
+        if len(cursor) > _MAX_CURSOR_CHARS:
+            raise BadRequest("Invalid cursor.")
+        try:
+            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        except (ValueError, TypeError):
+            raise BadRequest("Invalid cursor.") from None
+        mac, payload = raw[:_MAC_BYTES], raw[_MAC_BYTES:]
+        if len(mac) != _MAC_BYTES or not hmac.compare_digest(mac, self._mac(scope, payload)):
+            raise BadRequest("Invalid cursor.")
+        position = msgspec.json.decode(payload)
+        if not isinstance(position, list):
+            raise BadRequest("Invalid cursor.")
+        return position
+
+    def _mac(self, scope: str, payload: bytes) -> bytes:
+        return hmac.new(self._key, scope.encode() + b"\x00" + payload, hashlib.sha256).digest()[
+            :_MAC_BYTES
+        ]
