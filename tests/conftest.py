@@ -11,7 +11,8 @@ import asyncio
 import os
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -131,6 +132,28 @@ async def client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
         ) as c,
     ):
         yield c
+
+
+@pytest.fixture
+def client_with(
+    settings_env: dict[str, str],
+) -> Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]:
+    """Build a client on an app configured with extra variables: `async with client_with(X="1")`.
+
+    Piccolo's engine is one per process, so use this instead of (not beside) `client`.
+    """
+
+    @asynccontextmanager
+    async def build(**overrides: str) -> AsyncIterator[httpx.AsyncClient]:
+        app = create_app(load_settings({**settings_env, **overrides}))
+        transport = httpx.ASGITransport(app=app)
+        async with (
+            app.lifespan(),
+            httpx.AsyncClient(transport=transport, base_url="http://testserver") as c,
+        ):
+            yield c
+
+    return build
 
 
 @pytest.fixture

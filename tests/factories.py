@@ -73,3 +73,13 @@ async def new_user(client: httpx.AsyncClient, **extra: Any) -> Device:
     """A registered user logged in on one device."""
     user = await register(client, **extra)
     return await login(client, user["email"])
+
+
+async def refresh_with(client: httpx.AsyncClient, token: str, **headers: str) -> httpx.Response:
+    """POST /refresh presenting `token` as the refresh cookie, from a jar-less client."""
+    async with httpx.AsyncClient(
+        transport=client._transport,
+        base_url=client.base_url,
+        headers={"Cookie": f"refresh_token={token}", **headers},
+    ) as bare:
+        return await bare.post("/api/v1/auth/refresh")

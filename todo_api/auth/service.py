@@ -239,27 +239,22 @@ class AuthService:
                 DeviceSession.refresh_salt: salt,
             }
         )
-        # Two logins racing from one device id: the partial unique index lets one win; retry once.
-        for attempt in range(2):
-            try:
-                async with DeviceSession._meta.db.transaction():
-                    if data.device_id is not None:
-                        await DeviceSession.update(
-                            {
-                                DeviceSession.revoked_at: moment,
-                                DeviceSession.revoke_reason: "replaced",
-                            }
-                        ).where(
-                            (DeviceSession.user == user_id)
-                            & (DeviceSession.device_id == data.device_id)
-                            & DeviceSession.revoked_at.is_null()
-                        )
-                    await DeviceSession.insert(session)
-                    await User.update({User.last_login_at: moment}).where(User.id == user_id)
-                break
-            except asyncpg.UniqueViolationError:
-                if attempt:
-                    raise
+        async with DeviceSession._meta.db.transaction():
+            if data.device_id is not None:
+                # One login per device id at a time, so the old session is always the one replaced.
+                await DeviceSession.raw(
+                    "SELECT pg_advisory_xact_lock(hashtextextended({}, 0))",
+                    f"device:{user_id}:{data.device_id}",
+                )
+                await DeviceSession.update(
+                    {DeviceSession.revoked_at: moment, DeviceSession.revoke_reason: "replaced"}
+                ).where(
+                    (DeviceSession.user == user_id)
+                    & (DeviceSession.device_id == data.device_id)
+                    & DeviceSession.revoked_at.is_null()
+                )
+            await DeviceSession.insert(session)
+            await User.update({User.last_login_at: moment}).where(User.id == user_id)
         await audit.record("login_succeeded", self.client, user_id=user_id, session_id=session_id)
         return self._tokens(user_id, session_id, 0, salt, expires_at)
 
