@@ -52,3 +52,7 @@ create-user email password role="user":
 # Purge dead device sessions now (also runs in the app every CLEANUP_INTERVAL_SECONDS)
 cleanup:
     python -m todo_api.cli cleanup
+
+# Measure login cost (production argon2) and /users/me p99 during a 20-login storm
+bench-auth:
+    python benchmarks/auth_latency.py

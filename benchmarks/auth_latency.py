@@ -1,0 +1,150 @@
+"""Login cost with production argon2 settings, and whether a login storm stalls other requests.
+
+Starts a throwaway embedded PostgreSQL and the app under uvicorn (one worker, production
+argon2 parameters) on loopback, then measures:
+  1. the median time of a login, one at a time;
+  2. p50/p99 of an authenticated GET /api/v1/users/me with nothing else running;
+  3. the same while 20 logins run concurrently, over and over.
+The event loop must never wait for hashing: (3) should stay within 3x of (2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from todo_api import db
+from todo_api.embedded import FAST_UNSAFE_OPTIONS, EmbeddedPostgres, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "correct horse battery staple"
+SAMPLES = 400
+STORM = 20
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+async def timed_gets(client: httpx.AsyncClient, headers: dict[str, str], count: int) -> list[float]:
+    samples = []
+    for _ in range(count):
+        started = time.perf_counter()
+        response = await client.get("/api/v1/users/me", headers=headers)
+        samples.append((time.perf_counter() - started) * 1000)
+        assert response.status_code == 200, response.text
+    return samples
+
+
+async def login(client: httpx.AsyncClient, email: str) -> float:
+    started = time.perf_counter()
+    response = await client.post("/api/v1/auth/login", json={"login": email, "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    return (time.perf_counter() - started) * 1000
+
+
+async def measure(base_url: str) -> dict[str, float]:
+    async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
+        email = f"bench-{os.getpid()}@example.com"
+        response = await client.post(
+            "/api/v1/auth/register", json={"email": email, "password": PASSWORD}
+        )
+        assert response.status_code == 201, response.text
+        logins = [await login(client, email) for _ in range(15)]
+        token = (
+            await client.post("/api/v1/auth/login", json={"login": email, "password": PASSWORD})
+        ).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        await timed_gets(client, headers, 50)  # warm-up
+        idle = await timed_gets(client, headers, SAMPLES)
+
+        stop = asyncio.Event()
+        storm_logins = 0
+
+        async def storm() -> None:
+            nonlocal storm_logins
+            async with httpx.AsyncClient(base_url=base_url, timeout=120) as storm_client:
+                while not stop.is_set():
+                    await asyncio.gather(*(login(storm_client, email) for _ in range(STORM)))
+                    storm_logins += STORM
+
+        storm_task = asyncio.create_task(storm())
+        await asyncio.sleep(0.5)
+        busy = await timed_gets(client, headers, SAMPLES)
+        stop.set()
+        await storm_task
+    return {
+        "login_median_ms": statistics.median(logins),
+        "idle_p50_ms": percentile(idle, 0.5),
+        "idle_p99_ms": percentile(idle, 0.99),
+        "storm_p50_ms": percentile(busy, 0.5),
+        "storm_p99_ms": percentile(busy, 0.99),
+        "storm_logins": storm_logins,
+    }
+
+
+def main() -> None:
+    server = EmbeddedPostgres(
+        Path(tempfile.mkdtemp(prefix="todo-api-bench-")) / "pg", options=FAST_UNSAFE_OPTIONS
+    )
+    server.start()
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": server.url(),
+        "APP_ENV": "dev",
+        "PORT": str(port),
+        "WEB_CONCURRENCY": "1",
+        "RATE_LIMIT_LOGIN": "100000/minute",
+        "RATE_LIMIT_LOGIN_FAILURES": "100000/hour",
+    }
+    env.pop("ARGON2_TIME_COST", None)
+    env.pop("ARGON2_MEMORY_KIB", None)
+    app = None
+    try:
+        asyncio.run(db.migrate(server.url()))
+        app = subprocess.Popen(  # noqa: S603 - our own CLI
+            [sys.executable, "-m", "todo_api.cli", "serve"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        base_url = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                if httpx.get(f"{base_url}/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        result = asyncio.run(measure(base_url))
+    finally:
+        if app is not None:
+            app.terminate()
+            app.wait(timeout=30)
+        server.delete()
+    ratio = result["storm_p99_ms"] / result["idle_p99_ms"]
+    print(f"cores: {os.cpu_count()}")
+    print(f"login median (production argon2): {result['login_median_ms']:.1f} ms")
+    print(
+        f"GET /users/me idle: p50 {result['idle_p50_ms']:.2f} ms, p99 {result['idle_p99_ms']:.2f} ms"
+    )
+    print(
+        f"GET /users/me during {STORM}-login storm: p50 {result['storm_p50_ms']:.2f} ms, "
+        f"p99 {result['storm_p99_ms']:.2f} ms ({result['storm_logins']:.0f} logins)"
+    )
+    print(f"storm p99 / idle p99: {ratio:.2f} (target <= 3)")
+
+
+if __name__ == "__main__":
+    main()
