@@ -112,7 +112,7 @@ def main() -> None:
     app = None
     try:
         asyncio.run(db.migrate(server.url()))
-        app = subprocess.Popen(  # noqa: S603 - our own CLI
+        app = subprocess.Popen(
             [sys.executable, "-m", "todo_api.cli", "serve"],
             cwd=ROOT,
             env=env,

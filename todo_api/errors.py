@@ -90,12 +90,16 @@ def problem(
     **extra: Any,
 ) -> ProblemDetailsException:
     """A problem with `type` about:blank, so `title` is the status phrase (RFC 9457 §4.2.1)."""
+    headers = dict(headers or {})
+    if status == HTTPStatus.UNAUTHORIZED:
+        # RFC 9110 §15.5.2: every 401 names the scheme that would succeed.
+        headers.setdefault("WWW-Authenticate", "Bearer")
     return ProblemDetailsException(
         status_code=status,
         type_="about:blank",
         title=HTTPStatus(status).phrase,
         detail=detail or "",
-        headers=dict(headers or {}),
+        headers=headers,
         extra=extra or None,
     )
 
@@ -112,8 +116,6 @@ def _http_exception(exc: HTTPException) -> ProblemDetailsException:
     if detail == HTTPStatus(exc.status_code).phrase:
         detail = _PLAIN_DETAILS.get(exc.status_code, detail)
     headers = dict(exc.headers or {})
-    if exc.status_code == HTTPStatus.UNAUTHORIZED:
-        headers.setdefault("WWW-Authenticate", "Bearer")
     if exc.status_code == HTTPStatus.TOO_MANY_REQUESTS and "RateLimit-Reset" in headers:
         # Litestar's rate limiter sends the draft RateLimit-* headers; clients know Retry-After.
         headers.setdefault("Retry-After", str(max(1, int(headers["RateLimit-Reset"]))))
@@ -129,6 +131,11 @@ def _database_unavailable(exc: Exception) -> ProblemDetailsException:
     )
 
 
+def _undecodable_body(_: UnicodeDecodeError) -> ProblemDetailsException:
+    # msgspec raises this (not a DecodeError) for a JSON body that is not UTF-8.
+    return problem(HTTPStatus.BAD_REQUEST, "The request body is not valid UTF-8 JSON.")
+
+
 def _unexpected(exc: Exception) -> ProblemDetailsException:
     logger.error("unhandled %s", type(exc).__name__, exc_info=exc)
     return problem(HTTPStatus.INTERNAL_SERVER_ERROR, "An unexpected error occurred.")
@@ -140,6 +147,7 @@ def problem_details_plugin() -> ProblemDetailsPlugin:
         Exception: _unexpected,
         HTTPException: _http_exception,
         DomainError: _domain_error,
+        UnicodeDecodeError: _undecodable_body,
     }
     mapping.update(dict.fromkeys(db.DATABASE_UNAVAILABLE, _database_unavailable))
     return ProblemDetailsPlugin(ProblemDetailsConfig(exception_to_problem_detail_map=mapping))

@@ -5,14 +5,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
-from msgspec import Meta
 
 from todo_api.errors import BadRequest
 
-Limit = Annotated[int, Meta(ge=1, le=100, description="Items per page (1-100)")]
 DEFAULT_LIMIT = 20
 _MAC_BYTES = 16
 _MAX_CURSOR_CHARS = 512

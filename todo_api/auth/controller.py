@@ -7,7 +7,7 @@ from uuid import UUID
 
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery, JSONBody, URLEncodedBody
+from litestar.params import FromPath, JSONBody, URLEncodedBody
 
 from todo_api.auth.guards import reject_cross_site
 from todo_api.auth.schemas import (
@@ -32,7 +32,8 @@ from todo_api.auth.security import (
 from todo_api.auth.service import AuthService, CurrentUser
 from todo_api.config import Settings
 from todo_api.errors import BadRequest
-from todo_api.pagination import DEFAULT_LIMIT, Limit
+from todo_api.pagination import DEFAULT_LIMIT
+from todo_api.params import Cursor, Limit
 from todo_api.schemas import Page, Schema
 from todo_api.users.schemas import User
 
@@ -195,7 +196,7 @@ class AuthController(Controller):
         self,
         request: Request[CurrentUser, Any, Any],
         auth: NamedDependency[AuthService],
-        limit: FromQuery[Limit] = DEFAULT_LIMIT,
-        cursor: FromQuery[str | None] = None,
+        limit: Limit = DEFAULT_LIMIT,
+        cursor: Cursor = None,
     ) -> Page[AuthEvent]:
         return await auth.events(request.user, limit, cursor)

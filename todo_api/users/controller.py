@@ -7,19 +7,19 @@ from uuid import UUID
 
 from litestar import Controller, Request, delete, get, patch, put
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.params import FromPath, JSONBody
 
 from todo_api.auth.guards import requires_role
 from todo_api.auth.security import client_of
 from todo_api.auth.service import CurrentUser
-from todo_api.pagination import DEFAULT_LIMIT, Limit
+from todo_api.pagination import DEFAULT_LIMIT
+from todo_api.params import Cursor, Limit, SearchText
 from todo_api.schemas import Page
 from todo_api.users.schemas import (
     AccountDeletion,
     AdminUserUpdate,
     PasswordChange,
     ProfileUpdate,
-    SearchText,
     User,
 )
 from todo_api.users.service import UserService
@@ -78,9 +78,9 @@ class UsersController(Controller):
     async def list_users(
         self,
         users: NamedDependency[UserService],
-        q: FromQuery[SearchText | None] = None,
-        limit: FromQuery[Limit] = DEFAULT_LIMIT,
-        cursor: FromQuery[str | None] = None,
+        q: SearchText = None,
+        limit: Limit = DEFAULT_LIMIT,
+        cursor: Cursor = None,
     ) -> Page[User]:
         return await users.list_users(q, limit, cursor)
 

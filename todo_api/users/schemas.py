@@ -67,6 +67,3 @@ class AccountDeletion(Schema):
 class AdminUserUpdate(Schema):
     is_active: bool | msgspec.UnsetType = msgspec.UNSET
     role: Role | msgspec.UnsetType = msgspec.UNSET
-
-
-SearchText = Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[^\x00]*$")]
