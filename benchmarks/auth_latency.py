@@ -11,6 +11,7 @@ The event loop must never wait for hashing: (3) should stay within 3x of (2).
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import statistics
 import subprocess
@@ -18,6 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -26,7 +28,8 @@ from todo_api.embedded import FAST_UNSAFE_OPTIONS, EmbeddedPostgres, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery staple"
-SAMPLES = 400
+SAMPLES = 1000
+ROUNDS = 3
 STORM = 20
 
 
@@ -52,6 +55,23 @@ async def login(client: httpx.AsyncClient, email: str) -> float:
     return (time.perf_counter() - started) * 1000
 
 
+def run_storm(base_url: str, email: str, stop: Any, counter: Any) -> None:
+    """STORM logins in flight at all times until told to stop."""
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        while not stop.is_set():
+            await login(client, email)
+            with counter.get_lock():
+                counter.value += 1
+
+    async def storm() -> None:
+        limits = httpx.Limits(max_connections=STORM)
+        async with httpx.AsyncClient(base_url=base_url, timeout=120, limits=limits) as client:
+            await asyncio.gather(*(worker(client) for _ in range(STORM)))
+
+    asyncio.run(storm())
+
+
 async def measure(base_url: str) -> dict[str, float]:
     async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
         email = f"bench-{os.getpid()}@example.com"
@@ -65,29 +85,30 @@ async def measure(base_url: str) -> dict[str, float]:
         ).json()["access_token"]
         headers = {"Authorization": f"Bearer {token}"}
         await timed_gets(client, headers, 50)  # warm-up
-        idle = await timed_gets(client, headers, SAMPLES)
-
-        stop = asyncio.Event()
+        # Interleaved rounds (idle, storm, idle, storm, ...) so drift on a shared machine hits both.
+        idle_p99s, storm_p99s, idle_p50s, storm_p50s = [], [], [], []
         storm_logins = 0
-
-        async def storm() -> None:
-            nonlocal storm_logins
-            async with httpx.AsyncClient(base_url=base_url, timeout=120) as storm_client:
-                while not stop.is_set():
-                    await asyncio.gather(*(login(storm_client, email) for _ in range(STORM)))
-                    storm_logins += STORM
-
-        storm_task = asyncio.create_task(storm())
-        await asyncio.sleep(0.5)
-        busy = await timed_gets(client, headers, SAMPLES)
-        stop.set()
-        await storm_task
+        for _ in range(ROUNDS):
+            idle = await timed_gets(client, headers, SAMPLES)
+            stop = multiprocessing.Event()
+            counter = multiprocessing.Value("i", 0)
+            storm = multiprocessing.Process(target=run_storm, args=(base_url, email, stop, counter))
+            storm.start()
+            await asyncio.sleep(1.0)  # the storm reaches its steady 20 in flight
+            busy = await timed_gets(client, headers, SAMPLES)
+            stop.set()
+            storm.join(timeout=60)
+            storm_logins += counter.value
+            idle_p50s.append(percentile(idle, 0.5))
+            idle_p99s.append(percentile(idle, 0.99))
+            storm_p50s.append(percentile(busy, 0.5))
+            storm_p99s.append(percentile(busy, 0.99))
     return {
         "login_median_ms": statistics.median(logins),
-        "idle_p50_ms": percentile(idle, 0.5),
-        "idle_p99_ms": percentile(idle, 0.99),
-        "storm_p50_ms": percentile(busy, 0.5),
-        "storm_p99_ms": percentile(busy, 0.99),
+        "idle_p50_ms": statistics.median(idle_p50s),
+        "idle_p99_ms": statistics.median(idle_p99s),
+        "storm_p50_ms": statistics.median(storm_p50s),
+        "storm_p99_ms": statistics.median(storm_p99s),
         "storm_logins": storm_logins,
     }
 
@@ -143,7 +164,9 @@ def main() -> None:
         f"GET /users/me during {STORM}-login storm: p50 {result['storm_p50_ms']:.2f} ms, "
         f"p99 {result['storm_p99_ms']:.2f} ms ({result['storm_logins']:.0f} logins)"
     )
-    print(f"storm p99 / idle p99: {ratio:.2f} (target <= 3)")
+    print(
+        f"storm p99 / idle p99: {ratio:.2f} (target <= 3; medians of {ROUNDS} interleaved rounds)"
+    )
 
 
 if __name__ == "__main__":

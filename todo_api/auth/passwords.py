@@ -13,9 +13,9 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from todo_api.config import Settings
 
-# Hashing runs at a lower scheduling priority than request handling: a login storm then takes
+# Hashing runs at the lowest scheduling priority: a login storm then takes
 # the CPU the event loop does not need, instead of an equal share of it.
-HASH_THREAD_NICENESS = 10
+HASH_THREAD_NICENESS = 19
 
 
 def _lower_thread_priority() -> None:
