@@ -24,6 +24,7 @@ from todo_api.health import HealthController
 from todo_api.jobs import periodic_cleanup
 from todo_api.pagination import Cursors
 from todo_api.request_id import add_request_id_header
+from todo_api.todos.controller import TodoController, provide_todo_service
 from todo_api.users.controller import MeController, UsersController, provide_user_service
 
 
@@ -53,11 +54,18 @@ def create_app(settings: Settings | None = None) -> Litestar:
         return settings
 
     return Litestar(
-        route_handlers=[HealthController, AuthController, MeController, UsersController],
+        route_handlers=[
+            HealthController,
+            AuthController,
+            MeController,
+            UsersController,
+            TodoController,
+        ],
         dependencies={
             "settings": Provide(provide_settings, use_cache=True, sync_to_thread=False),
             "auth": Provide(provide_auth_service, sync_to_thread=False),
             "users": Provide(provide_user_service, sync_to_thread=False),
+            "todos": Provide(provide_todo_service, sync_to_thread=False),
         },
         state=State(
             {

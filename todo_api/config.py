@@ -52,6 +52,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     argon2_time_cost: Annotated[int, Meta(ge=1, le=20)] = 3
     argon2_memory_kib: Annotated[int, Meta(ge=8, le=4 * 1024 * 1024)] = 65536
     argon2_parallelism: Annotated[int, Meta(ge=1, le=16)] = 1
+    # Deleted to-dos stay in the trash (and as sync tombstones) this long before being purged.
+    tombstone_retention_days: Annotated[int, Meta(ge=1, le=3650)] = 30
     # Background cleanup of expired sessions (0 = only `just cleanup`).
     cleanup_interval_seconds: Annotated[int, Meta(ge=0)] = 3600
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -27,8 +27,9 @@ class Cursors:
         mac = self._mac(scope, payload)
         return base64.urlsafe_b64encode(mac + payload).rstrip(b"=").decode()
 
-    def decode(self, scope: str, cursor: str) -> list[Any]:
-        """The position in `cursor`; BadRequest if it is malformed, altered or from another list."""
+    def decode(self, scope: str, cursor: str, size: int | None = None) -> list[Any]:
+        """The position in `cursor` (`size` values); BadRequest if it is malformed, altered or
+        from another list."""
         if len(cursor) > _MAX_CURSOR_CHARS:
             raise BadRequest("Invalid cursor.")
         try:
@@ -39,7 +40,7 @@ class Cursors:
         if len(mac) != _MAC_BYTES or not hmac.compare_digest(mac, self._mac(scope, payload)):
             raise BadRequest("Invalid cursor.")
         position = msgspec.json.decode(payload)
-        if not isinstance(position, list):
+        if not isinstance(position, list) or (size is not None and len(position) != size):
             raise BadRequest("Invalid cursor.")
         return position
 

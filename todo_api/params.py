@@ -6,6 +6,7 @@ parameter would only be documented, not enforced.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from litestar.params import QueryParameter
@@ -26,3 +27,4 @@ SearchText = Annotated[
     str | None,
     QueryParameter(min_length=1, max_length=100, pattern=r"^[^\x00]*$", description="Search text"),
 ]
+DueBound = Annotated[datetime | None, QueryParameter(description="RFC 3339 with a time zone")]

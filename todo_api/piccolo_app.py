@@ -12,7 +12,8 @@ APP_CONFIG = AppConfig(
     app_name="todo_api",
     migrations_folder_path=str(MIGRATIONS_FOLDER),
     table_classes=table_finder(
-        ["todo_api.users.tables", "todo_api.auth.tables"], exclude_imported=True
+        ["todo_api.users.tables", "todo_api.auth.tables", "todo_api.todos.tables"],
+        exclude_imported=True,
     ),
     migration_dependencies=[],
     commands=[],

@@ -439,7 +439,7 @@ class AuthService:
         scope = f"events:{current.id}"
         where: Combinable = AuthEvent.user_id == current.id
         if cursor:
-            created_at, event_id = self.cursors.decode(scope, cursor)
+            created_at, event_id = self.cursors.decode(scope, cursor, 2)
             at = datetime.fromisoformat(created_at)
             where &= (AuthEvent.created_at < at) | (
                 (AuthEvent.created_at == at) & (AuthEvent.id < uuid.UUID(event_id))

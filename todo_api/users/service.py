@@ -157,7 +157,7 @@ class UserService:
             pattern = _like_pattern(query.strip().lower())
             where = User.email.like(pattern) | User.username.like(pattern)
         if cursor:
-            created_at, user_id = self.cursors.decode(scope, cursor)
+            created_at, user_id = self.cursors.decode(scope, cursor, 2)
             at = datetime.fromisoformat(created_at)
             after = (User.created_at < at) | (
                 (User.created_at == at) & (User.id < uuid.UUID(user_id))

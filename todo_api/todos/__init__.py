@@ -1,0 +1,1 @@
+"""To-dos: CRUD, completion, search, keyset pagination, conditional writes, delta sync."""

@@ -1,0 +1,86 @@
+"""Request and response shapes of /api/v1/todos."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from todo_api.schemas import PageMeta, Schema
+
+# `pattern` is a search: at least one non-space character, so a blank title is refused.
+Title = Annotated[str, Meta(min_length=1, max_length=500, pattern=r"\S")]
+Notes = Annotated[str, Meta(max_length=10_000)]
+Priority = Annotated[int, Meta(ge=0, le=3, description="0 none, 1 low, 2 medium, 3 high")]
+DueAt = Annotated[datetime, Meta(tz=True, description="RFC 3339 with a time zone")]
+Position = Annotated[float, Meta(ge=-1e15, le=1e15, description="Manual order (ascending)")]
+Sort = Literal[
+    "created_at",
+    "-created_at",
+    "due_at",
+    "-due_at",
+    "priority",
+    "-priority",
+    "position",
+    "-position",
+]
+
+
+class TodoCreate(Schema):
+    title: Title
+    notes: Notes = ""
+    due_at: DueAt | None = None
+    priority: Priority = 0
+    position: Position = 0.0
+
+
+class TodoUpdate(Schema):
+    """Partial update: an absent field is unchanged; `null` clears a nullable one."""
+
+    title: Title | msgspec.UnsetType = msgspec.UNSET
+    notes: Notes | msgspec.UnsetType = msgspec.UNSET
+    due_at: DueAt | msgspec.UnsetType | None = msgspec.UNSET
+    priority: Priority | msgspec.UnsetType = msgspec.UNSET
+    position: Position | msgspec.UnsetType = msgspec.UNSET
+
+
+class Todo(Schema):
+    id: uuid.UUID
+    title: str
+    notes: str
+    is_completed: bool
+    completed_at: datetime | None
+    due_at: datetime | None
+    priority: int
+    position: float
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+class DeletedTodo(Todo, kw_only=True):
+    deleted_at: datetime
+
+
+class TodoChange(Todo, kw_only=True):
+    """A change for delta sync: the current state, or a tombstone (`deleted: true`)."""
+
+    deleted: bool
+    deleted_at: datetime | None
+
+
+class TodoPage(Schema):
+    data: list[Todo]
+    meta: PageMeta
+
+
+class ChangesPage(Schema):
+    data: list[TodoChange]
+    meta: PageMeta
+    sync_token: Annotated[
+        str | None,
+        Meta(description="On the last page: pass it as `since` next time (null while more pages)"),
+    ]
