@@ -49,10 +49,14 @@ check-settings:
 create-user email password role="user":
     python -m todo_api.cli create-user "$1" "$2" "$3"
 
-# Purge dead device sessions now (also runs in the app every CLEANUP_INTERVAL_SECONDS)
+# Purge dead sessions, to-do tombstones past retention, expired idempotency keys (the app also runs it)
 cleanup:
     python -m todo_api.cli cleanup
 
 # Measure login cost (production argon2) and /users/me p99 during a 20-login storm
 bench-auth:
     python benchmarks/auth_latency.py
+
+# List latency at 100 vs 100,000 to-dos for one user (first, deep, filtered page; delta sync)
+bench-list:
+    python benchmarks/list_latency.py

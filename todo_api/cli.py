@@ -137,7 +137,7 @@ def create_user(email: str, password: str, role: str) -> None:
 
 
 def cleanup() -> None:
-    """Purge dead device sessions once (the app also does this on an interval)."""
+    """Purge dead sessions, old tombstones and expired idempotency keys once."""
     from todo_api import db, jobs
 
     async def run() -> jobs.CleanupResult:
@@ -148,7 +148,11 @@ def cleanup() -> None:
         settings = _settings()
         result = asyncio.run(run())
     if result.ran:
-        print(f"cleanup: deleted {result.sessions_deleted} sessions")
+        print(
+            f"cleanup: deleted {result.sessions_deleted} sessions, "
+            f"{result.todos_purged} to-do tombstones, "
+            f"{result.idempotency_keys_deleted} idempotency keys"
+        )
     else:
         print("cleanup: another process holds the cleanup lock; nothing done")
 

@@ -1,4 +1,5 @@
-"""Housekeeping: purge dead device sessions, in the app on an interval and as `just cleanup`."""
+"""Housekeeping, in the app on an interval and as `just cleanup`: purge dead device sessions,
+to-do tombstones past their retention, and expired idempotency keys."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from datetime import UTC, datetime, timedelta
 from todo_api import db
 from todo_api.auth.tables import DeviceSession
 from todo_api.config import Settings
+from todo_api.todos.service import IDEMPOTENCY_KEY_LIFETIME
+from todo_api.todos.tables import IdempotencyKey, SyncHorizon, Todo
 
 logger = logging.getLogger(__name__)
 
@@ -25,11 +28,12 @@ CLEANUP_LOCK_ID = 0x70D0_C1EA
 class CleanupResult:
     ran: bool
     sessions_deleted: int = 0
+    todos_purged: int = 0
+    idempotency_keys_deleted: int = 0
 
 
 async def cleanup(settings: Settings) -> CleanupResult:
-    """Delete sessions revoked, expired or idle for longer than the retention; skip if another
-    process is already cleaning."""
+    """One round of purging, in one transaction; skipped if another process is cleaning."""
     moment = datetime.now(UTC)
     cutoff = moment - DEAD_SESSION_RETENTION
     idle_cutoff = cutoff - timedelta(days=settings.refresh_token_expire_days)
@@ -38,7 +42,7 @@ async def cleanup(settings: Settings) -> CleanupResult:
         locked = await engine.run_ddl(f"SELECT pg_try_advisory_xact_lock({CLEANUP_LOCK_ID}) AS ok")
         if not locked[0]["ok"]:
             return CleanupResult(ran=False)
-        deleted = await (
+        sessions = await (
             DeviceSession.delete()
             .where(
                 (DeviceSession.revoked_at < cutoff)
@@ -47,7 +51,28 @@ async def cleanup(settings: Settings) -> CleanupResult:
             )
             .returning(DeviceSession.id)
         )
-    return CleanupResult(ran=True, sessions_deleted=len(deleted))
+        tombstones = await (
+            Todo.delete()
+            .where(Todo.deleted_at < moment - timedelta(days=settings.tombstone_retention_days))
+            .returning(Todo.change_xid)
+        )
+        if tombstones:
+            # Sync tokens at or below the newest purged deletion may have missed it: 410 for them.
+            newest = max(row["change_xid"] for row in tombstones)
+            await SyncHorizon.update({SyncHorizon.purged_through_xid: newest}).where(
+                (SyncHorizon.id == 1) & (SyncHorizon.purged_through_xid < newest)
+            )
+        keys = await (
+            IdempotencyKey.delete()
+            .where(IdempotencyKey.created_at < moment - IDEMPOTENCY_KEY_LIFETIME)
+            .returning(IdempotencyKey.id)
+        )
+    return CleanupResult(
+        ran=True,
+        sessions_deleted=len(sessions),
+        todos_purged=len(tombstones),
+        idempotency_keys_deleted=len(keys),
+    )
 
 
 @contextlib.asynccontextmanager
@@ -63,7 +88,7 @@ async def periodic_cleanup(settings: Settings) -> AsyncIterator[None]:
             try:
                 result = await cleanup(settings)
                 if result.ran:
-                    logger.info("cleanup deleted %d sessions", result.sessions_deleted)
+                    logger.info("cleanup: %s", result)
             except Exception:  # a failed round must not end the loop; the next one retries
                 logger.exception("cleanup failed")
 
