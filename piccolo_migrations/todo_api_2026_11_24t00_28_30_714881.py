@@ -1,7 +1,6 @@
 """Indexes Piccolo's columns cannot express: partial and multi-column ones."""
 
-from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-from piccolo.engine.finder import engine_finder
+from todo_api.db import raw_sql_migration
 
 ID = "2026-11-24T00:28:30:714881"
 VERSION = "1.38.0"
@@ -20,18 +19,4 @@ BACKWARDS = [
 ]
 
 
-async def forwards():
-    manager = MigrationManager(migration_id=ID, app_name="todo_api", description=DESCRIPTION)
-    engine = engine_finder()
-
-    async def create() -> None:
-        for statement in FORWARDS:
-            await engine.run_ddl(statement)
-
-    async def drop() -> None:
-        for statement in BACKWARDS:
-            await engine.run_ddl(statement)
-
-    manager.add_raw(create)
-    manager.add_raw_backwards(drop)
-    return manager
+forwards = raw_sql_migration(ID, DESCRIPTION, FORWARDS, BACKWARDS)

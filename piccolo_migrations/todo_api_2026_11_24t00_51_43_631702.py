@@ -1,8 +1,7 @@
 """What Piccolo's columns cannot express for to-dos: the sync trigger, partial and
 expression indexes, and the single sync-horizon row."""
 
-from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-from piccolo.engine.finder import engine_finder
+from todo_api.db import raw_sql_migration
 
 ID = "2026-11-24T00:51:43:631702"
 VERSION = "1.38.0"
@@ -50,18 +49,4 @@ BACKWARDS = [
 ]
 
 
-async def forwards():
-    manager = MigrationManager(migration_id=ID, app_name="todo_api", description=DESCRIPTION)
-    engine = engine_finder()
-
-    async def create() -> None:
-        for statement in FORWARDS:
-            await engine.run_ddl(statement)
-
-    async def drop() -> None:
-        for statement in BACKWARDS:
-            await engine.run_ddl(statement)
-
-    manager.add_raw(create)
-    manager.add_raw_backwards(drop)
-    return manager
+forwards = raw_sql_migration(ID, DESCRIPTION, FORWARDS, BACKWARDS)

@@ -51,6 +51,35 @@ async def table_columns(url: str) -> dict[str, set[str]]:
     return columns
 
 
+# Created by raw-SQL migrations, so the column comparison above cannot see them.
+RAW_INDEXES = {
+    "device_session_live_device_id",
+    "auth_event_user_created",
+    "todo_owner_created",
+    "todo_owner_due",
+    "todo_owner_priority",
+    "todo_owner_position",
+    "todo_owner_change",
+    "todo_owner_deleted",
+    "idempotency_key_owner_key",
+    "idempotency_key_created",
+}
+
+
+async def raw_objects(url: str) -> set[str]:
+    """The raw-SQL indexes and triggers present in the database at `url`."""
+    connection = await asyncpg.connect(url)
+    try:
+        indexes = await connection.fetch(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = 'public'"
+        )
+        triggers = await connection.fetch("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal")
+    finally:
+        await connection.close()
+    names = {row["indexname"] for row in indexes} | {row["tgname"] for row in triggers}
+    return names & (RAW_INDEXES | {"todo_stamp_change"})
+
+
 def declared_columns() -> dict[str, set[str]]:
     tables = [table for app in Finder().get_app_configs() for table in app.table_classes]
     return {
@@ -69,6 +98,7 @@ async def test_forwards_builds_exactly_the_declared_tables(empty_database: str) 
     db.point_engine_at(empty_database)
     assert (await run_forwards(app_name="all")).success
     assert await table_columns(empty_database) == declared_columns()
+    assert await raw_objects(empty_database) == RAW_INDEXES | {"todo_stamp_change"}
 
 
 async def test_backwards_to_zero_and_forwards_again(empty_database: str) -> None:
@@ -76,6 +106,7 @@ async def test_backwards_to_zero_and_forwards_again(empty_database: str) -> None
     result = await run_backwards(app_name="all", auto_agree=True)
     assert result.success
     assert await table_columns(empty_database) == {}
+    assert await raw_objects(empty_database) == set()
 
     await db.migrate(empty_database)
     assert await table_columns(empty_database) == declared_columns()
