@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 import msgspec
@@ -29,12 +29,28 @@ Sort = Literal[
 ]
 
 
+def representable(moment: datetime | None) -> bool:
+    """Whether `moment` still exists in UTC (0001-01-01T00:00+14:00 does not)."""
+    if moment is None:
+        return True
+    try:
+        moment.astimezone(UTC)
+    except OverflowError:
+        return False
+    return True
+
+
 class TodoCreate(Schema):
     title: Title
     notes: Notes = ""
     due_at: DueAt | None = None
     priority: Priority = 0
     position: Position = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not representable(self.due_at):
+            raise ValueError("`due_at` is out of range")
 
 
 class TodoUpdate(Schema):
@@ -45,6 +61,11 @@ class TodoUpdate(Schema):
     due_at: DueAt | msgspec.UnsetType | None = msgspec.UNSET
     priority: Priority | msgspec.UnsetType = msgspec.UNSET
     position: Position | msgspec.UnsetType = msgspec.UNSET
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.due_at, datetime) and not representable(self.due_at):
+            raise ValueError("`due_at` is out of range")
 
 
 class Todo(Schema):

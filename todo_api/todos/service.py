@@ -26,6 +26,7 @@ from todo_api.todos.schemas import (
     TodoChange,
     TodoCreate,
     TodoUpdate,
+    representable,
 )
 from todo_api.todos.schemas import Todo as TodoOut
 from todo_api.todos.tables import IdempotencyKey, Todo
@@ -77,6 +78,8 @@ def _like(text: str) -> str:
 def _aware(moment: datetime | None, name: str) -> datetime | None:
     if moment is not None and moment.tzinfo is None:
         raise BadRequest(f"`{name}` needs a time zone (RFC 3339, e.g. 2030-01-31T09:00:00Z).")
+    if not representable(moment):
+        raise BadRequest(f"`{name}` is out of range.")
     return moment
 
 
