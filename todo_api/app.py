@@ -23,6 +23,7 @@ from todo_api.errors import problem_details_plugin
 from todo_api.health import HealthController
 from todo_api.jobs import periodic_cleanup
 from todo_api.pagination import Cursors
+from todo_api.request import StrictRequest
 from todo_api.request_id import add_request_id_header
 from todo_api.todos.controller import TodoController, provide_todo_service
 from todo_api.users.controller import MeController, UsersController, provide_user_service
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         stores={RATE_LIMIT_STORE: rate_limit_store(settings)},
         plugins=[problem_details_plugin()],
         before_send=[add_request_id_header],
+        request_class=StrictRequest,
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="todo-api",

@@ -131,11 +131,6 @@ def _database_unavailable(exc: Exception) -> ProblemDetailsException:
     )
 
 
-def _undecodable_body(_: UnicodeDecodeError) -> ProblemDetailsException:
-    # msgspec raises this (not a DecodeError) for a JSON body that is not UTF-8.
-    return problem(HTTPStatus.BAD_REQUEST, "The request body is not valid UTF-8 JSON.")
-
-
 def _unexpected(exc: Exception) -> ProblemDetailsException:
     logger.error("unhandled %s", type(exc).__name__, exc_info=exc)
     return problem(HTTPStatus.INTERNAL_SERVER_ERROR, "An unexpected error occurred.")
@@ -147,7 +142,6 @@ def problem_details_plugin() -> ProblemDetailsPlugin:
         Exception: _unexpected,
         HTTPException: _http_exception,
         DomainError: _domain_error,
-        UnicodeDecodeError: _undecodable_body,
     }
     mapping.update(dict.fromkeys(db.DATABASE_UNAVAILABLE, _database_unavailable))
     return ProblemDetailsPlugin(ProblemDetailsConfig(exception_to_problem_detail_map=mapping))

@@ -29,15 +29,18 @@ Sort = Literal[
 ]
 
 
+# The ends of Python's calendar are excluded: asyncpg stores them as -infinity/infinity.
+EARLIEST, LATEST = datetime(1, 1, 2, tzinfo=UTC), datetime(9999, 12, 30, tzinfo=UTC)
+
+
 def representable(moment: datetime | None) -> bool:
-    """Whether `moment` still exists in UTC (0001-01-01T00:00+14:00 does not)."""
+    """Whether `moment` is an ordinary instant we can store and give back unchanged."""
     if moment is None:
         return True
     try:
-        moment.astimezone(UTC)
-    except OverflowError:
+        return EARLIEST <= moment.astimezone(UTC) <= LATEST
+    except OverflowError:  # e.g. 0001-01-01T00:00+14:00 does not exist in UTC
         return False
-    return True
 
 
 class TodoCreate(Schema):
