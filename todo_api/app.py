@@ -20,8 +20,10 @@ from todo_api.auth.security import RATE_LIMIT_STORE, build_auth, rate_limits
 from todo_api.auth.tokens import TokenKeys
 from todo_api.config import Settings, load_settings
 from todo_api.errors import problem_details_plugin
+from todo_api.hardening import cors_config, request_timeout, security_headers
 from todo_api.health import HealthController
 from todo_api.jobs import periodic_cleanup
+from todo_api.logs import log_request, logging_config, request_timer
 from todo_api.pagination import Cursors
 from todo_api.request import StrictRequest
 from todo_api.request_id import add_request_id_header
@@ -78,10 +80,16 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ),
         lifespan=[database],
         on_app_init=[auth.on_app_init],
-        middleware=rate_limits(settings),
+        middleware=[
+            request_timer,
+            request_timeout(settings.request_timeout_seconds),
+            *rate_limits(settings),
+        ],
+        cors_config=cors_config(settings),
+        logging_config=logging_config(settings),
         stores={RATE_LIMIT_STORE: rate_limit_store(settings)},
         plugins=[problem_details_plugin()],
-        before_send=[add_request_id_header],
+        before_send=[add_request_id_header, security_headers(settings), log_request],
         request_class=StrictRequest,
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(

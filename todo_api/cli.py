@@ -90,6 +90,8 @@ def _run_uvicorn(settings: Settings, **options: Any) -> None:
         proxy_headers=bool(settings.trusted_proxies),
         forwarded_allow_ips=",".join(settings.trusted_proxies),
         server_header=False,
+        # Every request is logged once by the app (todo_api/logs.py), with its request id.
+        access_log=False,
         **options,
     )
 
@@ -151,7 +153,8 @@ def cleanup() -> None:
         print(
             f"cleanup: deleted {result.sessions_deleted} sessions, "
             f"{result.todos_purged} to-do tombstones, "
-            f"{result.idempotency_keys_deleted} idempotency keys"
+            f"{result.idempotency_keys_deleted} idempotency keys, "
+            f"{result.auth_events_deleted} audit events"
         )
     else:
         print("cleanup: another process holds the cleanup lock; nothing done")

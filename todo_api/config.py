@@ -33,6 +33,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     db_pool_min: Annotated[int, Meta(ge=0, le=100)] = 2
     db_pool_max: Annotated[int, Meta(ge=1, le=200)] = 10
     db_timeout_seconds: Annotated[float, Meta(gt=0, le=60)] = 5.0
+    # Server-side limits so one slow query, lock wait or abandoned transaction cannot pin a worker.
+    db_statement_timeout_ms: Annotated[int, Meta(ge=100, le=600_000)] = 10_000
+    db_lock_timeout_ms: Annotated[int, Meta(ge=100, le=600_000)] = 5_000
+    db_idle_in_transaction_timeout_ms: Annotated[int, Meta(ge=100, le=3_600_000)] = 30_000
+    request_timeout_seconds: Annotated[float, Meta(gt=0, le=600)] = 30.0
     secret_key: str = DEFAULT_SECRET_KEY
     access_token_expire_minutes: PositiveInt = 15
     refresh_token_expire_days: PositiveInt = 7
@@ -54,6 +59,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     argon2_parallelism: Annotated[int, Meta(ge=1, le=16)] = 1
     # Deleted to-dos stay in the trash (and as sync tombstones) this long before being purged.
     tombstone_retention_days: Annotated[int, Meta(ge=1, le=3650)] = 30
+    # Audit events older than this are purged.
+    auth_event_retention_days: Annotated[int, Meta(ge=1, le=3650)] = 90
     # Background cleanup of expired sessions (0 = only `just cleanup`).
     cleanup_interval_seconds: Annotated[int, Meta(ge=0)] = 3600
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

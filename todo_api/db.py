@@ -64,6 +64,12 @@ async def connection_pool(settings: Settings) -> AsyncIterator[PostgresEngine]:
         timeout=settings.db_timeout_seconds,
         # Connections sitting idle are closed so a restarted server is not met with dead sockets.
         max_inactive_connection_lifetime=60.0,
+        server_settings={
+            "statement_timeout": str(settings.db_statement_timeout_ms),
+            "lock_timeout": str(settings.db_lock_timeout_ms),
+            "idle_in_transaction_session_timeout": str(settings.db_idle_in_transaction_timeout_ms),
+            "application_name": "todo-api",
+        },
     )
     try:
         yield engine

@@ -1,5 +1,5 @@
 """Housekeeping, in the app on an interval and as `just cleanup`: purge dead device sessions,
-to-do tombstones past their retention, and expired idempotency keys."""
+to-do tombstones and audit events past their retention, and expired idempotency keys."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from todo_api import db
-from todo_api.auth.tables import DeviceSession
+from todo_api.auth.tables import AuthEvent, DeviceSession
 from todo_api.config import Settings
 from todo_api.todos.service import IDEMPOTENCY_KEY_LIFETIME
 from todo_api.todos.tables import IdempotencyKey, SyncHorizon, Todo
@@ -30,6 +30,7 @@ class CleanupResult:
     sessions_deleted: int = 0
     todos_purged: int = 0
     idempotency_keys_deleted: int = 0
+    auth_events_deleted: int = 0
 
 
 async def cleanup(settings: Settings) -> CleanupResult:
@@ -62,6 +63,13 @@ async def cleanup(settings: Settings) -> CleanupResult:
             await SyncHorizon.update({SyncHorizon.purged_through_xid: newest}).where(
                 (SyncHorizon.id == 1) & (SyncHorizon.purged_through_xid < newest)
             )
+        events = await (
+            AuthEvent.delete()
+            .where(
+                AuthEvent.created_at < moment - timedelta(days=settings.auth_event_retention_days)
+            )
+            .returning(AuthEvent.id)
+        )
         keys = await (
             IdempotencyKey.delete()
             .where(IdempotencyKey.created_at < moment - IDEMPOTENCY_KEY_LIFETIME)
@@ -72,6 +80,7 @@ async def cleanup(settings: Settings) -> CleanupResult:
         sessions_deleted=len(sessions),
         todos_purged=len(tombstones),
         idempotency_keys_deleted=len(keys),
+        auth_events_deleted=len(events),
     )
 
 
