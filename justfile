@@ -55,8 +55,8 @@ cleanup:
 
 # Measure login cost (production argon2) and /users/me p99 during a 20-login storm
 bench-auth:
-    python benchmarks/auth_latency.py
+    python -m benchmarks.auth_latency
 
 # List latency at 100 vs 100,000 to-dos for one user (first, deep, filtered page; delta sync)
 bench-list:
-    python benchmarks/list_latency.py
+    python -m benchmarks.list_latency

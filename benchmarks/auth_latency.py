@@ -14,19 +14,13 @@ import asyncio
 import multiprocessing
 import os
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from todo_api import db
-from todo_api.embedded import FAST_UNSAFE_OPTIONS, EmbeddedPostgres, free_port
+from benchmarks.harness import serving
 
-ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery staple"
 SAMPLES = 1000
 ROUNDS = 3
@@ -114,46 +108,16 @@ async def measure(base_url: str) -> dict[str, float]:
 
 
 def main() -> None:
-    server = EmbeddedPostgres(
-        Path(tempfile.mkdtemp(prefix="todo-api-bench-")) / "pg", options=FAST_UNSAFE_OPTIONS
-    )
-    server.start()
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": server.url(),
-        "APP_ENV": "dev",
-        "PORT": str(port),
-        "WEB_CONCURRENCY": "1",
-        "RATE_LIMIT_LOGIN": "100000/minute",
-        "RATE_LIMIT_LOGIN_FAILURES": "100000/hour",
-    }
-    env.pop("ARGON2_TIME_COST", None)
-    env.pop("ARGON2_MEMORY_KIB", None)
-    app = None
-    try:
-        asyncio.run(db.migrate(server.url()))
-        app = subprocess.Popen(
-            [sys.executable, "-m", "todo_api.cli", "serve"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        base_url = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            try:
-                if httpx.get(f"{base_url}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
+    # Production argon2 parameters (the defaults); limits high enough not to interfere.
+    for variable in ("ARGON2_TIME_COST", "ARGON2_MEMORY_KIB"):
+        os.environ.pop(variable, None)
+    with serving(
+        APP_ENV="dev",
+        LOG_LEVEL="WARNING",
+        RATE_LIMIT_LOGIN="100000/minute",
+        RATE_LIMIT_LOGIN_FAILURES="100000/hour",
+    ) as (base_url, _):
         result = asyncio.run(measure(base_url))
-    finally:
-        if app is not None:
-            app.terminate()
-            app.wait(timeout=30)
-        server.delete()
     ratio = result["storm_p99_ms"] / result["idle_p99_ms"]
     print(f"cores: {os.cpu_count()}")
     print(f"login median (production argon2): {result['login_median_ms']:.1f} ms")

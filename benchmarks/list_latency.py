@@ -12,19 +12,13 @@ from __future__ import annotations
 import asyncio
 import os
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import asyncpg
 import httpx
 
-from todo_api import db
-from todo_api.embedded import FAST_UNSAFE_OPTIONS, EmbeddedPostgres, free_port
+from benchmarks.harness import serving
 
-ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery staple"
 SIZES = (100, 100_000)
 ROUNDS = 5
@@ -135,36 +129,8 @@ async def measure(url: str, base_url: str) -> dict[str, dict[int, list[float]]]:
 
 
 def main() -> None:
-    server = EmbeddedPostgres(
-        Path(tempfile.mkdtemp(prefix="todo-api-bench-")) / "pg", options=FAST_UNSAFE_OPTIONS
-    )
-    server.start()
-    port = free_port()
-    env = {**os.environ, "DATABASE_URL": server.url(), "PORT": str(port), "WEB_CONCURRENCY": "1"}
-    app = None
-    try:
-        asyncio.run(db.migrate(server.url()))
-        app = subprocess.Popen(  # our own CLI
-            [sys.executable, "-m", "todo_api.cli", "serve"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        base_url = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            try:
-                if httpx.get(f"{base_url}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        results = asyncio.run(measure(server.url(), base_url))
-    finally:
-        if app is not None:
-            app.terminate()
-            app.wait(timeout=30)
-        server.delete()
+    with serving(LOG_LEVEL="WARNING") as (base_url, database_url):
+        results = asyncio.run(measure(database_url, base_url))
     print(f"cores: {os.cpu_count()}; {ROUNDS} interleaved rounds x {PER_ROUND} requests")
     print("| scenario | p50 @100 | p50 @100k | p99 @100 | p99 @100k | p50 ratio |")
     print("|---|---|---|---|---|---|")

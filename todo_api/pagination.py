@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -14,6 +15,19 @@ from todo_api.errors import BadRequest
 DEFAULT_LIMIT = 20
 _MAC_BYTES = 16
 _MAX_CURSOR_CHARS = 512
+
+
+def keyset_page(
+    cursors: Cursors,
+    scope: str,
+    rows: list[dict[str, Any]],
+    limit: int,
+    position: Callable[[dict[str, Any]], list[Any]],
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Of `limit + 1` fetched rows: the page, and a cursor past its last row if there is more."""
+    page = rows[:limit]
+    more = len(rows) > limit
+    return page, cursors.encode(scope, position(page[-1])) if more else None
 
 
 class Cursors:

@@ -25,7 +25,7 @@ from todo_api.auth.tables import AuthEvent, DeviceSession
 from todo_api.auth.tokens import InvalidToken, TokenKeys
 from todo_api.config import Settings
 from todo_api.errors import Conflict, NotFound, TooManyRequests, Unauthorized
-from todo_api.pagination import Cursors
+from todo_api.pagination import Cursors, keyset_page
 from todo_api.schemas import Page, PageMeta
 from todo_api.users.schemas import User as UserOut
 from todo_api.users.tables import User
@@ -459,11 +459,12 @@ class AuthService:
             .limit(limit + 1)
             .output(load_json=True)
         )
-        page, more = rows[:limit], len(rows) > limit
-        next_cursor = (
-            self.cursors.encode(scope, [page[-1]["created_at"].isoformat(), str(page[-1]["id"])])
-            if more
-            else None
+        page, next_cursor = keyset_page(
+            self.cursors,
+            scope,
+            rows,
+            limit,
+            lambda row: [row["created_at"].isoformat(), str(row["id"])],
         )
         return Page(
             data=[AuthEventOut(**row) for row in page],

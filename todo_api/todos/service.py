@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 
 from todo_api.errors import BadRequest, Gone, NotFound, Unprocessable, VersionMismatch
-from todo_api.pagination import Cursors
+from todo_api.pagination import Cursors, keyset_page
 from todo_api.schemas import Page, PageMeta
 from todo_api.todos.schemas import (
     ChangesPage,
@@ -286,11 +286,8 @@ class TodoService:
             f"ORDER BY {expression} {order}, id {order} LIMIT {limit + 1}",
             *args,
         )
-        page, more = rows[:limit], len(rows) > limit
-        next_cursor = (
-            self.cursors.encode(scope, [page[-1]["sort_key"], str(page[-1]["id"])])
-            if more
-            else None
+        page, next_cursor = keyset_page(
+            self.cursors, scope, rows, limit, lambda row: [row["sort_key"], str(row["id"])]
         )
         return Page(
             data=[TodoOut(**{k: v for k, v in row.items() if k != "sort_key"}) for row in page],
@@ -313,11 +310,12 @@ class TodoService:
             f"ORDER BY deleted_at DESC, id DESC LIMIT {limit + 1}",
             *args,
         )
-        page, more = rows[:limit], len(rows) > limit
-        next_cursor = (
-            self.cursors.encode(scope, [page[-1]["deleted_at"].isoformat(), str(page[-1]["id"])])
-            if more
-            else None
+        page, next_cursor = keyset_page(
+            self.cursors,
+            scope,
+            rows,
+            limit,
+            lambda row: [row["deleted_at"].isoformat(), str(row["id"])],
         )
         return Page(
             data=[DeletedTodo(**row) for row in page],

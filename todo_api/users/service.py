@@ -22,7 +22,7 @@ from todo_api.auth.service import (
 )
 from todo_api.config import Settings
 from todo_api.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
-from todo_api.pagination import Cursors
+from todo_api.pagination import Cursors, keyset_page
 from todo_api.schemas import Page, PageMeta
 from todo_api.users.schemas import (
     AdminUserUpdate,
@@ -167,11 +167,12 @@ class UserService:
         if where is not None:
             select = select.where(where)
         rows = await select.order_by(User.created_at, User.id, ascending=False).limit(limit + 1)
-        page, more = rows[:limit], len(rows) > limit
-        next_cursor = (
-            self.cursors.encode(scope, [page[-1]["created_at"].isoformat(), str(page[-1]["id"])])
-            if more
-            else None
+        page, next_cursor = keyset_page(
+            self.cursors,
+            scope,
+            rows,
+            limit,
+            lambda row: [row["created_at"].isoformat(), str(row["id"])],
         )
         return Page(
             data=[user_out(row) for row in page],
