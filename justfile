@@ -49,6 +49,10 @@ check-settings:
 create-user email password role="user":
     python -m todo_api.cli create-user "$1" "$2" "$3"
 
+# Create an active staff superuser for /admin/ (or set its password), e.g. `just admin-user ops 'long password'`; prompts without arguments
+admin-user *args:
+    python -m todo_api.cli admin-user "$@"
+
 # Purge dead sessions, to-do tombstones past retention, expired idempotency keys (the app also runs it)
 cleanup:
     python -m todo_api.cli cleanup

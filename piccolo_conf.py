@@ -10,4 +10,11 @@ DB = Engine(
     config={"dsn": os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1/todo_api")}
 )
 
-APP_REGISTRY = AppRegistry(apps=["todo_api.piccolo_app"])
+APP_REGISTRY = AppRegistry(
+    apps=[
+        "todo_api.piccolo_app",
+        # Staff accounts and their sessions for the admin UI (todo_api/admin.py).
+        "piccolo.apps.user.piccolo_app",
+        "piccolo_api.session_auth.piccolo_app",
+    ]
+)

@@ -99,3 +99,10 @@ async def test_a_body_over_the_limit_is_413_before_parsing(client: httpx.AsyncCl
         headers={"Content-Type": "application/json"},
     )
     assert_problem(response, 413)
+
+
+async def test_the_admin_gets_its_own_csp_by_its_full_path(client: httpx.AsyncClient) -> None:
+    page = await client.get("/admin/")
+    assert page.status_code == 200
+    assert page.headers["content-security-policy"].startswith("default-src 'self'")
+    assert page.headers["x-frame-options"] == "DENY"

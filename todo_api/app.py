@@ -14,6 +14,7 @@ from litestar.stores.base import Store
 from litestar.stores.memory import MemoryStore
 
 from todo_api import db
+from todo_api.admin import admin_handler
 from todo_api.auth.controller import AuthController, provide_auth_service
 from todo_api.auth.passwords import Passwords
 from todo_api.auth.security import RATE_LIMIT_STORE, build_auth, rate_limits
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             MeController,
             UsersController,
             TodoController,
+            admin_handler(settings),
         ],
         dependencies={
             "settings": Provide(provide_settings, use_cache=True, sync_to_thread=False),

@@ -138,6 +138,40 @@ def create_user(email: str, password: str, role: str) -> None:
         asyncio.run(run())
 
 
+def admin_user(username: str | None, password: str | None) -> None:
+    """Create an active staff superuser for the admin UI at /admin/, or set its password
+    (prompts for what is not given)."""
+    from piccolo.apps.user.commands.create import (
+        get_confirmed_password,
+        get_password,
+        get_username,
+    )
+
+    from todo_api import db
+    from todo_api.admin import save_staff_user
+
+    try:
+        if username is None:
+            username = get_username()
+        if password is None:
+            password = get_password()
+            if password != get_confirmed_password():
+                sys.exit("error: the passwords do not match")
+    except (EOFError, KeyboardInterrupt):
+        sys.exit("error: cancelled")
+
+    async def run(name: str, secret: str) -> str:
+        async with db.connection_pool(settings):
+            return await save_staff_user(name, secret)
+
+    with database_url():
+        settings = _settings()
+        try:
+            print(asyncio.run(run(username, password)))
+        except ValueError as exc:
+            sys.exit(f"error: {exc}")
+
+
 def cleanup() -> None:
     """Purge dead sessions, old tombstones and expired idempotency keys once."""
     from todo_api import db, jobs
@@ -185,12 +219,17 @@ def main(argv: list[str] | None = None) -> None:
     add_user.add_argument("email")
     add_user.add_argument("password")
     add_user.add_argument("role", choices=["user", "admin", "superadmin"])
+    staff = commands.add_parser("admin-user", help=admin_user.__doc__)
+    staff.add_argument("username", nargs="?")
+    staff.add_argument("password", nargs="?")
     args = parser.parse_args(argv)
     from todo_api.errors import DomainError
 
     try:
         if args.command == "create-user":
             create_user(args.email, args.password, args.role)
+        elif args.command == "admin-user":
+            admin_user(args.username, args.password)
         else:
             COMMANDS[args.command]()
     except DomainError as exc:

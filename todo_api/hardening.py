@@ -12,6 +12,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from todo_api.config import Settings
 from todo_api.errors import ServiceUnavailable
+from todo_api.request_id import full_path
 
 # JSON API responses need nothing from a browser: no scripts, no framing.
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
@@ -63,7 +64,7 @@ def security_headers(
         if message["type"] != "http.response.start":
             return
         headers = MutableScopeHeaders.from_message(message)
-        path: str = scope.get("path", "")
+        path = full_path(scope)
         if path.startswith("/docs"):
             csp = DOCS_CSP
         elif path.startswith("/admin"):

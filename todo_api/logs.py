@@ -16,7 +16,7 @@ from litestar.logging.config import LoggingConfig
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from todo_api.config import Settings
-from todo_api.request_id import request_id
+from todo_api.request_id import full_path, request_id
 
 REQUEST_LOGGER = "todo_api.request"
 _STARTED = "request_started"
@@ -82,16 +82,17 @@ async def log_request(message: Message, scope: Scope) -> None:
     if message["type"] != "http.response.start":
         return
     method = str(scope.get("method", ""))
+    path = full_path(scope)
     started = scope.get("state", {}).get(_STARTED)
     user = scope.get("user")
     logging.getLogger(REQUEST_LOGGER).info(
         "%s %s %s",
         method,
-        scope["path"],
+        path,
         message["status"],
         extra={
             "method": method,
-            "path": scope["path"],
+            "path": path,
             "status": message["status"],
             "duration_ms": round((time.perf_counter() - started) * 1000, 2) if started else 0.0,
             "request_id": request_id(scope),

@@ -32,6 +32,13 @@ def request_id(scope: Scope) -> str:
     return str(value)
 
 
+def full_path(scope: Scope) -> str:
+    """The path as the client sent it (a mounted app's scope holds only the part below the
+    mount; `raw_path` keeps the whole)."""
+    raw: bytes | None = scope.get("raw_path")
+    return raw.decode("latin-1") if raw else str(scope.get("path", ""))
+
+
 async def add_request_id_header(message: Message, scope: Scope) -> None:
     """`before_send` hook: runs for every response, including router 404/405s and error pages."""
     if message["type"] == "http.response.start":
