@@ -200,3 +200,24 @@ async def test_cleanup_with_nothing_to_do_deletes_nothing(database_url: str) -> 
 
     assert result.returncode == 0, result.stderr
     assert "cleanup: deleted 0 sessions" in result.stdout
+
+
+async def test_cleanup_purges_old_audit_events_and_expired_admin_sessions(
+    database_url: str, conn: asyncpg.Connection
+) -> None:
+    await conn.execute(
+        "INSERT INTO auth_event (id, type, ip, user_agent, created_at, detail) VALUES "
+        "(gen_random_uuid(), 'login_failed', '', '', now() - interval '91 days', '{}'), "
+        "(gen_random_uuid(), 'login_failed', '', '', now() - interval '89 days', '{}')"
+    )
+    await conn.execute(
+        "INSERT INTO sessions (token, user_id, expiry_date, max_expiry_date) VALUES "
+        "('expired-token', 1, now() - interval '1 hour', now() + interval '1 day'), "
+        "('live-token', 1, now() + interval '1 hour', now() + interval '1 day')"
+    )
+    result = run_cli(database_url, "cleanup")
+    assert result.returncode == 0, result.stderr
+    assert "1 audit events" in result.stdout
+    assert "1 admin sessions" in result.stdout
+    assert await conn.fetchval("SELECT count(*) FROM auth_event") == 1
+    assert await conn.fetchval("SELECT token FROM sessions") == "live-token"

@@ -188,7 +188,8 @@ def cleanup() -> None:
             f"cleanup: deleted {result.sessions_deleted} sessions, "
             f"{result.todos_purged} to-do tombstones, "
             f"{result.idempotency_keys_deleted} idempotency keys, "
-            f"{result.auth_events_deleted} audit events"
+            f"{result.auth_events_deleted} audit events, "
+            f"{result.staff_sessions_deleted} admin sessions"
         )
     else:
         print("cleanup: another process holds the cleanup lock; nothing done")

@@ -1,5 +1,6 @@
 """Housekeeping, in the app on an interval and as `just cleanup`: purge dead device sessions,
-to-do tombstones and audit events past their retention, and expired idempotency keys."""
+to-do tombstones and audit events past their retention, expired idempotency keys and expired
+admin staff sessions."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+
+from piccolo_api.session_auth.tables import SessionsBase
 
 from todo_api import db
 from todo_api.auth.tables import AuthEvent, DeviceSession
@@ -31,6 +34,7 @@ class CleanupResult:
     todos_purged: int = 0
     idempotency_keys_deleted: int = 0
     auth_events_deleted: int = 0
+    staff_sessions_deleted: int = 0
 
 
 async def cleanup(settings: Settings) -> CleanupResult:
@@ -70,6 +74,12 @@ async def cleanup(settings: Settings) -> CleanupResult:
             )
             .returning(AuthEvent.id)
         )
+        # Piccolo admin's staff sessions; its Timestamp columns are naive, in server-local time.
+        staff_sessions = await (
+            SessionsBase.delete()
+            .where(SessionsBase.expiry_date < datetime.now())
+            .returning(SessionsBase.id)
+        )
         keys = await (
             IdempotencyKey.delete()
             .where(IdempotencyKey.created_at < moment - IDEMPOTENCY_KEY_LIFETIME)
@@ -81,6 +91,7 @@ async def cleanup(settings: Settings) -> CleanupResult:
         todos_purged=len(tombstones),
         idempotency_keys_deleted=len(keys),
         auth_events_deleted=len(events),
+        staff_sessions_deleted=len(staff_sessions),
     )
 
 
