@@ -221,3 +221,25 @@ async def test_cleanup_purges_old_audit_events_and_expired_admin_sessions(
     assert "1 admin sessions" in result.stdout
     assert await conn.fetchval("SELECT count(*) FROM auth_event") == 1
     assert await conn.fetchval("SELECT token FROM sessions") == "live-token"
+
+
+async def test_cleanup_skips_while_another_process_holds_its_lock(
+    database_url: str, conn: asyncpg.Connection
+) -> None:
+    from todo_api.jobs import CLEANUP_LOCK_ID
+
+    await conn.execute(
+        "INSERT INTO auth_event (id, type, ip, user_agent, created_at, detail) VALUES "
+        "(gen_random_uuid(), 'login_failed', '', '', now() - interval '400 days', '{}')"
+    )
+    await conn.execute("SELECT pg_advisory_lock($1)", CLEANUP_LOCK_ID)
+    try:
+        busy = run_cli(database_url, "cleanup")
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", CLEANUP_LOCK_ID)
+    assert busy.returncode == 0, busy.stderr
+    assert "another process holds the cleanup lock" in busy.stdout
+    assert await conn.fetchval("SELECT count(*) FROM auth_event") == 1
+    done = run_cli(database_url, "cleanup")
+    assert "1 audit events" in done.stdout
+    assert await conn.fetchval("SELECT count(*) FROM auth_event") == 0
