@@ -16,10 +16,11 @@ from todo_api.request_id import full_path
 
 # JSON API responses need nothing from a browser: no scripts, no framing.
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-# Swagger UI and ReDoc: Litestar serves their bundles from jsDelivr and starts them inline.
+# Swagger UI and ReDoc: Litestar loads their bundles from jsDelivr / cdn.redoc.ly and starts
+# them with an inline script.
 DOCS_CSP = (
     "default-src 'none'; "
-    "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://cdn.redoc.ly; "
     "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
     "font-src 'self' data: https://fonts.gstatic.com; "
     "img-src 'self' data: https://cdn.jsdelivr.net https://cdn.redoc.ly; "
