@@ -54,6 +54,7 @@ async def test_each_request_is_logged_once_with_its_fields(
     assert me[0]["status"] == 200
     assert me[0]["user_id"] == user["id"]
     assert isinstance(me[0]["duration_ms"], float)
+    assert me[0]["duration_ms"] > 0  # timed from before authentication
     missing = [line for line in lines if line["request_id"] == "trace-404"]
     assert len(missing) == 1
     assert missing[0]["status"] == 404

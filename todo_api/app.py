@@ -24,7 +24,7 @@ from todo_api.errors import problem_details_plugin
 from todo_api.hardening import cors_config, request_timeout, security_headers
 from todo_api.health import HealthController
 from todo_api.jobs import periodic_cleanup
-from todo_api.logs import log_request, logging_config, request_timer
+from todo_api.logs import log_request, logging_config, time_requests
 from todo_api.pagination import Cursors
 from todo_api.request import StrictRequest
 from todo_api.request_id import add_request_id_header
@@ -81,9 +81,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             }
         ),
         lifespan=[database],
-        on_app_init=[auth.on_app_init],
+        on_app_init=[auth.on_app_init, time_requests],
         middleware=[
-            request_timer,
             request_timeout(settings.request_timeout_seconds),
             *rate_limits(settings),
         ],

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+from litestar.config.app import AppConfig
 from litestar.logging.config import LoggingConfig
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -22,6 +23,8 @@ REQUEST_LOGGER = "todo_api.request"
 _STARTED = "request_started"
 # LogRecord attributes that are not "extra" fields passed by the caller.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+# Already spelled out in the request line's message; the console shows them once.
+_IN_REQUEST_MESSAGE = {"method", "path", "status", "duration_ms"}
 
 
 class JsonFormatter(logging.Formatter):
@@ -44,7 +47,11 @@ class ConsoleFormatter(logging.Formatter):
     """`time level logger message key=value ...` for people reading a terminal."""
 
     def format(self, record: logging.LogRecord) -> str:
-        extra = " ".join(f"{k}={v}" for k, v in vars(record).items() if k not in _STANDARD)
+        extra = " ".join(
+            f"{k}={v}"
+            for k, v in vars(record).items()
+            if k not in _STANDARD and k not in _IN_REQUEST_MESSAGE
+        )
         line = f"{self.formatTime(record, '%H:%M:%S')} {record.levelname:<7} {record.name}: "
         line += record.getMessage() + (f" {extra}" if extra else "")
         if record.exc_info:
@@ -67,8 +74,15 @@ def logging_config(settings: Settings) -> LoggingConfig:
     )
 
 
+def time_requests(app_config: AppConfig) -> AppConfig:
+    """`on_app_init` hook, listed after the auth config's: the timer goes outermost, so the
+    duration includes authentication."""
+    app_config.middleware.insert(0, request_timer)
+    return app_config
+
+
 def request_timer(app: ASGIApp) -> ASGIApp:
-    """Middleware: note when the request reached its handler's stack."""
+    """Middleware: note when the request reached its route's middleware stack."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         scope.setdefault("state", {})[_STARTED] = time.perf_counter()
@@ -85,16 +99,18 @@ async def log_request(message: Message, scope: Scope) -> None:
     path = full_path(scope)
     started = scope.get("state", {}).get(_STARTED)
     user = scope.get("user")
+    duration_ms = round((time.perf_counter() - started) * 1000, 2) if started else 0.0
     logging.getLogger(REQUEST_LOGGER).info(
-        "%s %s %s",
+        "%s %s %s %.2fms",
         method,
         path,
         message["status"],
+        duration_ms,
         extra={
             "method": method,
             "path": path,
             "status": message["status"],
-            "duration_ms": round((time.perf_counter() - started) * 1000, 2) if started else 0.0,
+            "duration_ms": duration_ms,
             "request_id": request_id(scope),
             "user_id": str(user.id) if getattr(user, "id", None) else None,
         },
