@@ -77,6 +77,16 @@ async def connection_pool(settings: Settings) -> AsyncIterator[PostgresEngine]:
         await engine.close_connection_pool()
 
 
+async def fetchval(sql: str, *args: Any) -> Any:
+    """One value from a prepared statement run straight on the engine's pool: the escape hatch
+    for hot paths where Piccolo's query building is measurable (asyncpg caches the statement
+    per connection). Outside any Piccolo transaction."""
+    pool: Any = get_engine().pool
+    if pool is None:  # pragma: no cover - only outside the app's lifespan
+        raise RuntimeError("the connection pool is not open")
+    return await pool.fetchval(sql, *args)
+
+
 async def check_database(seconds: float) -> None:
     """Raise one of DATABASE_UNAVAILABLE unless the database answers a trivial query in time."""
     engine = get_engine()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,8 +14,9 @@ from litestar import Request, Response
 from litestar.connection import ASGIConnection
 from litestar.datastructures import Cookie
 from litestar.middleware.base import DefineMiddleware
-from litestar.middleware.rate_limit import DurationUnit, RateLimitConfig
+from litestar.middleware.rate_limit import DurationUnit, RateLimitConfig, RateLimitMiddleware
 from litestar.security.jwt import OAuth2PasswordBearerAuth, Token
+from litestar.types import Receive, Scope, Send
 
 from todo_api.auth.audit import Client
 from todo_api.auth.service import CurrentUser, IssuedTokens, current_user
@@ -140,24 +142,41 @@ def client_of(request: Request[Any, Any, Any], settings: Settings) -> Client:
     return Client(ip=client_ip(request, settings), user_agent=request.headers.get("user-agent", ""))
 
 
-def _limited(
-    name: str, rate: str, settings: Settings, key: Callable[[Request[Any, Any, Any]], str]
-) -> DefineMiddleware:
-    """Litestar's rate limiter for the routes whose opt has `rate_limit == name`."""
-    count, unit = rate.split("/")
+@dataclass
+class RouteRateLimitConfig(RateLimitConfig):
+    """Litestar's rate limit for the routes whose `opt["rate_limit"]` is `name`."""
 
-    def applies(request: Request[Any, Any, Any]) -> bool:
-        return bool(request.route_handler.opt.get("rate_limit") == name)
+    name: str = ""
+
+
+class RouteRateLimitMiddleware(RateLimitMiddleware):
+    """Litestar's rate limiter, passing every other route straight through: its own check
+    (`check_throttle_handler`) builds a Request first, on every route of the app."""
+
+    config: RouteRateLimitConfig
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["route_handler"].opt.get("rate_limit") != self.config.name:
+            await self.app(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
+def _limited(
+    name: str, rate: str, key: Callable[[Request[Any, Any, Any]], str]
+) -> DefineMiddleware:
+    count, unit = rate.split("/")
 
     def identify(request: Request[Any, Any, Any]) -> str:
         return f"{name}:{key(request)}"
 
     duration: DurationUnit = unit  # type: ignore[assignment]
-    return RateLimitConfig(
+    return RouteRateLimitConfig(
+        name=name,
         rate_limit=(duration, int(count)),
         identifier_for_request=identify,
-        check_throttle_handler=applies,
         store=RATE_LIMIT_STORE,
+        middleware_class=RouteRateLimitMiddleware,
     ).middleware
 
 
@@ -172,8 +191,8 @@ def rate_limits(settings: Settings) -> list[DefineMiddleware]:
         return token.partition(".")[0][:36] or f"ip:{by_ip(request)}"
 
     return [
-        _limited("login", settings.rate_limit_login, settings, by_ip),
-        _limited("register", settings.rate_limit_register, settings, by_ip),
-        _limited("token", settings.rate_limit_token, settings, by_ip),
-        _limited("refresh", settings.rate_limit_refresh, settings, by_session),
+        _limited("login", settings.rate_limit_login, by_ip),
+        _limited("register", settings.rate_limit_register, by_ip),
+        _limited("token", settings.rate_limit_token, by_ip),
+        _limited("refresh", settings.rate_limit_refresh, by_session),
     ]

@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 from piccolo.custom_types import Combinable
 
+from todo_api import db
 from todo_api.auth import audit
 from todo_api.auth.audit import Client
 from todo_api.auth.passwords import Passwords
@@ -103,26 +104,26 @@ def live_session(settings: Settings, moment: datetime) -> Combinable:
     )
 
 
+CURRENT_USER_SQL = (
+    'SELECT u.role FROM device_session s JOIN app_user u ON u.id = s."user" '
+    'WHERE s.id = $1 AND s."user" = $2 AND s.revoked_at IS NULL AND s.expires_at > now() '
+    "AND u.is_active"
+)
+
+
 async def current_user(user_id: uuid.UUID, session_id: uuid.UUID) -> CurrentUser | None:
     """The caller of an access token, if its session is live and its account active.
 
     Checked on every request, so logout, revocation, deactivation and deletion act at once in
     every process. Idle expiry is a refresh-time rule: an access token outlives no idle window.
     """
-    row = (
-        await DeviceSession.select(DeviceSession.user.role)
-        .where(
-            (DeviceSession.id == session_id)
-            & (DeviceSession.user == user_id)
-            & DeviceSession.revoked_at.is_null()
-            & (DeviceSession.expires_at > now())
-            & (DeviceSession.user.is_active == True)  # noqa: E712 - a SQL expression
-        )
-        .first()
-    )
-    if row is None:
+    # Every authenticated request runs this, so it is a prepared statement straight on the pool:
+    # Piccolo's builder spent ~0.3 ms of Python per call assembling the same SQL (profiled at
+    # ~0.65 ms of a ~3 ms GET /api/v1/todos; this form costs ~0.15 ms).
+    role = await db.fetchval(CURRENT_USER_SQL, session_id, user_id)
+    if role is None:
         return None
-    return CurrentUser(id=user_id, session_id=session_id, role=row["user.role"])
+    return CurrentUser(id=user_id, session_id=session_id, role=role)
 
 
 async def revoke_user_sessions(

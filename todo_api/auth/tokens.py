@@ -45,11 +45,8 @@ class RefreshToken:
 def decode_access(token: str, signing_key: str) -> dict[str, Any]:
     """The verified claims of an access token; InvalidToken for anything else."""
     try:
-        header = jwt.get_unverified_header(token)
-        # Only alg and typ: kid/jku/jwk/x5u/crit would ask us to trust something we don't.
-        if set(header) - {"alg", "typ"} or header.get("typ") != ACCESS_HEADER_TYPE:
-            raise InvalidToken("unexpected token header")
-        claims: dict[str, Any] = jwt.decode(
+        # One parse: the header is checked after the signature over it (and the claims) is.
+        decoded = jwt.decode_complete(
             token,
             signing_key,
             algorithms=[ALGORITHM],
@@ -60,6 +57,11 @@ def decode_access(token: str, signing_key: str) -> dict[str, Any]:
         )
     except jwt.PyJWTError as exc:
         raise InvalidToken(type(exc).__name__) from None
+    header: dict[str, Any] = decoded["header"]
+    # Only alg and typ: kid/jku/jwk/x5u/crit would ask us to trust something we don't.
+    if set(header) - {"alg", "typ"} or header.get("typ") != ACCESS_HEADER_TYPE:
+        raise InvalidToken("unexpected token header")
+    claims: dict[str, Any] = decoded["payload"]
     if claims.get("typ") != ACCESS_TYPE:
         raise InvalidToken("not an access token")
     return claims
