@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 from piccolo.engine.finder import engine_finder
-from piccolo.engine.postgres import PostgresEngine
+from piccolo.engine.postgres import PostgresEngine, PostgresTransaction
 
 from todo_api.config import Settings
 
@@ -19,11 +19,59 @@ DATABASE_UNAVAILABLE = (
     OSError,
     TimeoutError,
     asyncpg.exceptions.ConnectionDoesNotExistError,
-    asyncpg.exceptions.CannotConnectNowError,
     asyncpg.exceptions.ConnectionFailureError,
     asyncpg.exceptions.TooManyConnectionsError,
     asyncpg.exceptions.InterfaceError,
+    # What asyncpg raises when a backend dies under an operation in progress.
+    asyncpg.exceptions.InternalClientError,
+    # SQLSTATE class 57: the backend was terminated or shut down, cannot accept connections yet,
+    # or cancelled the statement (statement_timeout).
+    asyncpg.exceptions.OperatorInterventionError,
+    # lock_timeout: another transaction holds the row; retrying later is the answer.
+    asyncpg.exceptions.LockNotAvailableError,
 )
+
+
+class SafeTransaction(PostgresTransaction):
+    """Piccolo's transaction, except that its connection always goes back to the pool.
+
+    Piccolo releases the connection only after a successful COMMIT/ROLLBACK (and not at all if
+    BEGIN fails): when the backend dies mid-transaction (pg_terminate_backend, a restart) the
+    connection leaked, the pool shrank, and closing the pool at shutdown waited forever.
+    """
+
+    async def __aenter__(self) -> PostgresTransaction:
+        if self._parent is not None:
+            return self._parent
+        self.connection = await self.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            self.transaction = self.connection.transaction()
+            await self.begin()  # type: ignore[no-untyped-call]
+        except BaseException:
+            await self._give_back()
+            raise
+        self.context = self.engine.current_transaction.set(self)
+        return self
+
+    async def __aexit__(self, exception_type: Any, exception: Any, traceback: Any) -> bool:
+        if self._parent:
+            return exception is None
+        try:
+            if exception:
+                if not self._rolled_back:
+                    await self.rollback()  # type: ignore[no-untyped-call]
+            elif not self._committed and not self._rolled_back:
+                await self.commit()  # type: ignore[no-untyped-call]
+        finally:
+            self.engine.current_transaction.reset(self.context)
+            await self._give_back()
+        return exception is None
+
+    async def _give_back(self) -> None:
+        if self.engine.pool:
+            await self.engine.pool.release(self.connection)
+        else:
+            await self.connection.close()
 
 
 class Engine(PostgresEngine):
@@ -38,6 +86,9 @@ class Engine(PostgresEngine):
 
     async def prep_database(self) -> None:
         return None
+
+    def transaction(self, allow_nested: bool = True) -> PostgresTransaction:
+        return SafeTransaction(engine=self, allow_nested=allow_nested)
 
 
 def get_engine() -> PostgresEngine:
