@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,9 +34,14 @@ async def test_ready_checks_the_database(client: httpx.AsyncClient) -> None:
 
 
 @pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
-    """A cluster of this test's own, so stopping it disturbs no other test."""
-    server = EmbeddedPostgres(tmp_path / "pg", options=FAST_UNSAFE_OPTIONS)
+def own_server() -> Iterator[EmbeddedPostgres]:
+    """A cluster of this test's own, so stopping it disturbs no other test.
+
+    Not under pytest's tmp_path: another pytest run resets that tree to mode 0700, which locks
+    out the unprivileged user the server runs as when tests run as root."""
+    server = EmbeddedPostgres(
+        Path(tempfile.mkdtemp(prefix="todo-api-own-")) / "pg", options=FAST_UNSAFE_OPTIONS
+    )
     server.start()
     asyncio.run(db.migrate(server.url()))
     try:
