@@ -18,6 +18,14 @@ serve:
 test *args:
     python -m pytest "$@"
 
+# Fuzz the API at length with schemathesis (a few minutes) and print a summary; `just test` runs a short fuzz
+fuzz *args:
+    python -m pytest -m slow tests/test_fuzz.py "$@"
+
+# Fault injection for a few minutes (serve SIGKILLed/SIGTERMed under load, PostgreSQL stopped, backends terminated, racing cleanups); prints a summary, fails on any lost write or 5xx. Options: `just chaos --help`
+chaos *args:
+    python -m tests.chaos_run "$@"
+
 # Apply pending database migrations
 migrate:
     python -m todo_api.cli migrate
@@ -64,3 +72,7 @@ bench-auth:
 # List latency at 100 vs 100,000 to-dos for one user (first, deep, filtered page; delta sync)
 bench-list:
     python -m benchmarks.list_latency
+
+# Benchmark ours vs a bare-ASGI ceiling vs a FastAPI peer on loopback (wrk, embedded PostgreSQL); `just bench --quick` < 2 min
+bench *args:
+    uv run --group bench python -m benchmarks.bench "$@"

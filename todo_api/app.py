@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from litestar import Litestar
+from litestar.config.app import AppConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi.config import OpenAPIConfig
@@ -24,7 +25,7 @@ from todo_api.errors import problem_details_plugin
 from todo_api.hardening import cors_config, request_timeout, security_headers
 from todo_api.health import HealthController
 from todo_api.jobs import periodic_cleanup
-from todo_api.logs import log_request, logging_config, time_requests
+from todo_api.logs import log_request, logging_config, request_timer
 from todo_api.pagination import Cursors
 from todo_api.request import StrictRequest
 from todo_api.request_id import add_request_id_header
@@ -57,6 +58,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
     def provide_settings() -> Settings:
         return settings
 
+    def outermost(app_config: AppConfig) -> AppConfig:
+        # Runs after the auth config's hook has put its middleware first: the timer and the
+        # request timeout go around authentication too (its session check is a query).
+        app_config.middleware[0:0] = [
+            request_timer,
+            request_timeout(settings.request_timeout_seconds),
+        ]
+        return app_config
+
     return Litestar(
         route_handlers=[
             HealthController,
@@ -81,11 +91,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             }
         ),
         lifespan=[database],
-        on_app_init=[auth.on_app_init, time_requests],
-        middleware=[
-            request_timeout(settings.request_timeout_seconds),
-            *rate_limits(settings),
-        ],
+        on_app_init=[auth.on_app_init, outermost],
+        middleware=rate_limits(settings),
         cors_config=cors_config(settings),
         logging_config=logging_config(settings),
         stores={RATE_LIMIT_STORE: rate_limit_store(settings)},

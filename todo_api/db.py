@@ -32,6 +32,10 @@ DATABASE_UNAVAILABLE = (
 )
 
 
+# Waiting longer than this for a free pooled connection is a 503, not a hang.
+ACQUIRE_TIMEOUT_SECONDS = 5.0
+
+
 class SafeTransaction(PostgresTransaction):
     """Piccolo's transaction, except that its connection always goes back to the pool.
 
@@ -135,7 +139,8 @@ async def fetchval(sql: str, *args: Any) -> Any:
     pool: Any = get_engine().pool
     if pool is None:  # pragma: no cover - only outside the app's lifespan
         raise RuntimeError("the connection pool is not open")
-    return await pool.fetchval(sql, *args)
+    async with pool.acquire(timeout=ACQUIRE_TIMEOUT_SECONDS) as connection:
+        return await connection.fetchval(sql, *args)
 
 
 async def check_database(seconds: float) -> None:

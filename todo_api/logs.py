@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from litestar.config.app import AppConfig
 from litestar.logging.config import LoggingConfig
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -72,13 +71,6 @@ def logging_config(settings: Settings) -> LoggingConfig:
         log_exceptions="debug",
         configure_root_logger=True,
     )
-
-
-def time_requests(app_config: AppConfig) -> AppConfig:
-    """`on_app_init` hook, listed after the auth config's: the timer goes outermost, so the
-    duration includes authentication."""
-    app_config.middleware.insert(0, request_timer)
-    return app_config
 
 
 def request_timer(app: ASGIApp) -> ASGIApp:
