@@ -41,10 +41,12 @@ class Client:
     def __init__(self, base_url: str, limit: int = 512) -> None:
         parts = urlsplit(base_url)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        # Most recently used first (pop/append on the right).
         self.idle: collections.deque[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = (
             collections.deque()
         )
         self.slots = asyncio.Semaphore(limit)
+        self.reconnects = 0
 
     async def request(
         self,
@@ -53,18 +55,32 @@ class Client:
         headers: dict[str, str] | None = None,
         body: bytes = b"",
     ) -> Response:
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
+        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        if body or method in ("POST", "PATCH", "PUT"):
+            lines.append(f"Content-Length: {len(body)}")
+        raw = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
         async with self.slots:
-            if self.idle:
-                reader, writer = self.idle.pop()
-            else:
-                reader, writer = await asyncio.open_connection(self.host, self.port)
-            lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
-            lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
-            if body or method in ("POST", "PATCH", "PUT"):
-                lines.append(f"Content-Length: {len(body)}")
-            writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+            reused = bool(self.idle)
+            while True:
+                if reused:
+                    reader, writer = self.idle.pop()
+                else:
+                    reader, writer = await asyncio.open_connection(self.host, self.port)
+                writer.write(raw)
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, ConnectionError) as exc:
+                    writer.close()
+                    # The server closed an idle keep-alive connection just as we reused it
+                    # (nothing came back): send again on a new one, as HTTP clients do.
+                    if reused and not getattr(exc, "partial", b""):
+                        self.reconnects += 1
+                        reused = bool(self.idle)
+                        continue
+                    raise
+                break
             try:
-                head = await reader.readuntil(b"\r\n\r\n")
                 match = _CONTENT_LENGTH.search(head)
                 length = int(match.group(1)) if match else 0
                 payload = await reader.readexactly(length) if length else b""

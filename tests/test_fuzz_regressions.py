@@ -1,8 +1,8 @@
 """What the schemathesis fuzzing (tests/test_fuzz.py) found, one plain test each.
 
 Each test sends the request the fuzzer found (or its smallest form), checks that the app does
-the right thing, and checks that /docs/openapi.json says so. They fail until the problem is
-fixed; then delete the matching entry of `KNOWN` in tests/test_fuzz.py.
+the right thing, and checks that /docs/openapi.json says so. They are expected failures (xfail) until the problem is
+fixed; then remove the mark below and the matching entry of `KNOWN` in tests/test_fuzz.py.
 """
 
 from __future__ import annotations
