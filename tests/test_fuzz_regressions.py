@@ -1,8 +1,9 @@
 """What the schemathesis fuzzing (tests/test_fuzz.py) found, one plain test each.
 
 Each test sends the request the fuzzer found (or its smallest form), checks that the app does
-the right thing, and checks that /docs/openapi.json says so. They are expected failures (xfail) until the problem is
-fixed; then remove the mark below and the matching entry of `KNOWN` in tests/test_fuzz.py.
+the right thing, and checks that /docs/openapi.json says so. Each was fixed and its test keeps
+it fixed. A new finding gets its test here, marked xfail while it is open, and an entry in
+`KNOWN` in tests/test_fuzz.py; both go when it is fixed.
 """
 
 from __future__ import annotations
@@ -19,13 +20,7 @@ import pytest
 
 from tests.factories import PASSWORD, Device, new_user, register, unique_email
 
-pytestmark = [
-    pytest.mark.anyio,
-    # Open findings of the fuzzer (issue 7), recorded so they are not forgotten: most are gaps
-    # in the published OpenAPI document (undocumented problem responses and status codes, body
-    # constraints not shown). They run, and report XPASS once fixed; fix them, then remove this.
-    pytest.mark.xfail(reason="open fuzzing finding, see the module docstring", strict=False),
-]
+pytestmark = pytest.mark.anyio
 
 SCHEMA_PATH = "/docs/openapi.json"
 TODOS = "/api/v1/todos"
@@ -66,7 +61,7 @@ async def create_todo(device: Device) -> str:
     return str(response.json()["id"])
 
 
-# Error responses are RFC 9457 problems, but the schema documents Litestar's default
+# Error responses are RFC 9457 problems, but the schema documented Litestar's default
 # `{"status_code", "detail", "extra"}` as application/json (schemathesis: ST105 Undocumented
 # Content-Type on every operation's 400).
 
@@ -94,7 +89,7 @@ async def test_error_responses_are_documented_as_problem_details(
     assert not wrong, "\n".join(wrong)
 
 
-# Status codes the API answers (each one in the README's contract) that the schema does not
+# Status codes the API answers (each one in the README's contract) that the schema did not
 # list for the operation (schemathesis: ST103 Undocumented status code).
 
 Provoke = Callable[[httpx.AsyncClient, Device, asyncpg.Connection], Awaitable[httpx.Response]]
@@ -205,7 +200,7 @@ async def idempotency_key_reused(
     return await client.post(TODOS, json={"title": "b"}, headers=headers)
 
 
-# operationId -> {status: a request that gets it}. tests/test_fuzz.py tolerates exactly these.
+# operationId -> {status: a request that gets it}: the statuses the schema once left out.
 UNDOCUMENTED: dict[str, dict[int, Provoke]] = {
     "Login": {401: wrong_login},
     "IssueToken": {401: wrong_token_form},
@@ -254,8 +249,8 @@ async def test_every_status_the_api_answers_is_documented(
     )
 
 
-# The public operations inherit the document's global `security` requirement, so the schema
-# says they need a token. (Found reading the schema: schemathesis' ignored_auth check cannot
+# The public operations inherited the document's global `security` requirement, so the schema
+# said they need a token. (Found reading the schema: schemathesis' ignored_auth check cannot
 # probe this, since the oauth2 scheme names no header for it.)
 
 
@@ -274,7 +269,7 @@ async def test_public_operations_need_no_token_in_the_schema(client: httpx.Async
     assert not wrong, "\n".join(wrong)
 
 
-# Logout and logout-all answer 204 with no body, but the schema documents a JSON `null` body
+# Logout and logout-all answer 204 with no body, but the schema documented a JSON `null` body
 # (schemathesis: ST104 Missing Content-Type header, ST109 JSON deserialization error).
 
 
@@ -290,9 +285,9 @@ async def test_logout_responses_are_documented_without_a_body(
     assert "content" not in op["responses"]["204"], op["responses"]["204"]
 
 
-# OPTIONS on /api/v1/users and /api/v1/users/{id} is a 500: the admin guard reads
+# OPTIONS on /api/v1/users and /api/v1/users/{id} was a 500: the admin guard read
 # `connection.user`, which Litestar's auth middleware never sets for OPTIONS (it skips them),
-# so the guard raises ImproperlyConfiguredException (schemathesis: ST101 Server error).
+# so the guard raised ImproperlyConfiguredException (schemathesis: ST101 Server error).
 
 
 @pytest.mark.parametrize(
@@ -306,7 +301,7 @@ async def test_options_on_the_admin_routes_is_not_a_server_error(
     assert "GET" in response.headers["allow"]
 
 
-# OPTIONS answers `Allow` with the methods of only one of the handlers on a path (Litestar
+# OPTIONS answered `Allow` with the methods of only one of the handlers on a path (Litestar
 # 2.x, litestar-org/litestar#4169: the OPTIONS handler is built for the route before the
 # controller's other handlers on that path are merged into it), e.g. `Allow: OPTIONS, POST` on
 # /api/v1/todos (schemathesis: ST205 Allow header mismatch).
@@ -327,7 +322,7 @@ async def test_options_lists_every_method_of_the_path(client: httpx.AsyncClient)
 
 
 # Unknown fields in a JSON body are refused (the README's contract), but no request body
-# schema says `additionalProperties: false`, so clients and tools take extra fields to be fine
+# schema said `additionalProperties: false`, so clients and tools took extra fields to be fine
 # (schemathesis: ST202 Schema-valid request rejected, "Object contains unknown field").
 
 
@@ -352,13 +347,13 @@ async def test_request_body_schemas_say_unknown_fields_are_refused(
     assert not open_bodies, "\n".join(open_bodies)
 
 
-# Constraints the schema loses on the way from the msgspec Structs to OpenAPI, so it calls
+# Constraints the schema lost on the way from the msgspec Structs to OpenAPI, so it called
 # valid what the app refuses (schemathesis: ST202 Schema-valid request rejected).
 
 
 async def test_login_device_id_constraints_are_published(client: httpx.AsyncClient) -> None:
-    """`device_id` is Annotated twice (the DeviceId alias, then a description); only the outer
-    Meta reaches the schema, so its 1..128 length and character pattern are lost."""
+    """`device_id` was Annotated twice (the DeviceId alias, then a description); only the outer
+    Meta reached the schema, so its 1..128 length and character pattern were lost."""
     user = await register(client)
     body = {"login": user["email"], "password": PASSWORD, "device_id": ""}
     response = await client.post("/api/v1/auth/login", json=body)
@@ -372,8 +367,8 @@ async def test_login_device_id_constraints_are_published(client: httpx.AsyncClie
 
 
 async def test_todo_update_priority_minimum_is_published(client: httpx.AsyncClient) -> None:
-    """TodoUpdate.priority is `Priority | UnsetType`; its `ge=0` does not reach the schema
-    (its `le=3` does), while TodoCreate.priority keeps both."""
+    """TodoUpdate.priority is `Priority | UnsetType`; its `ge=0` did not reach the schema
+    (its `le=3` did), while TodoCreate.priority kept both."""
     device = await new_user(client)
     url = f"{TODOS}/{await create_todo(device)}"
     response = await client.patch(url, json={"priority": -1}, headers=device.headers)
@@ -384,7 +379,7 @@ async def test_todo_update_priority_minimum_is_published(client: httpx.AsyncClie
 
 
 async def test_if_match_format_is_published(client: httpx.AsyncClient) -> None:
-    """If-Match takes one strong ETag or `*`; the schema says any string up to 200 characters."""
+    """If-Match takes one strong ETag or `*`; the schema said any string up to 200 characters."""
     device = await new_user(client)
     url = f"{TODOS}/{await create_todo(device)}/complete"
     response = await client.patch(url, headers={**device.headers, "If-Match": "null"})
@@ -400,7 +395,7 @@ async def test_if_match_format_is_published(client: httpx.AsyncClient) -> None:
 
 async def test_an_integral_number_is_an_integer(client: httpx.AsyncClient) -> None:
     """In JSON Schema (OpenAPI 3.1) `3.0` is an integer, and Python's `json.dumps(3.0)` sends
-    it, but the strict body decoding refuses it for `priority`: "Expected `int`, got `float`"."""
+    it, but the strict body decoding refused it for `priority`: "Expected `int`, got `float`"."""
     device = await new_user(client)
     body = {"title": "t", "priority": 3.0}
     response = await client.post(TODOS, json=body, headers=device.headers)
@@ -425,8 +420,8 @@ async def test_patterns_mean_the_same_to_clients_and_to_the_server(
 ) -> None:
     """Patterns with `\\s` or `\\S` (email `^[^@\\s]+@...`, title `\\S`) are run by Python's
     `re` on the server and by ECMA-262 regexes in JSON Schema tools, whose `\\s` does not cover
-    U+001C..U+001F or U+0085: the schema calls valid what the server refuses. A pattern spelled
-    with an explicit character class would mean the same to both."""
+    U+001C..U+001F or U+0085: the schema called valid what the server refuses. The patterns now
+    spell the class out (todo_api/schemas.py SPACE), so they mean the same to both."""
     device = await new_user(client)
     body = {"email": value, "password": PASSWORD} if field == "email" else {field: value}
     response = await client.post(url, json=body, headers=device.headers)
@@ -438,8 +433,8 @@ async def test_patterns_mean_the_same_to_clients_and_to_the_server(
     assert not jsonschema_rs.validator_for(schema).is_valid(value), schema
 
 
-# `due_before` / `due_after` are RFC 3339 date-times, but a number is taken for a Unix time
-# (Litestar converts query values leniently): `?due_before=0.5` is a 200, not a 400
+# `due_before` / `due_after` are RFC 3339 date-times, but a number was taken for a Unix time
+# (Litestar converts query values leniently): `?due_before=0.5` was a 200, not a 400
 # (schemathesis: ST201 Schema-violating request accepted).
 
 

@@ -26,6 +26,8 @@ from todo_api.hardening import cors_config, request_timeout, security_headers
 from todo_api.health import HealthController
 from todo_api.jobs import periodic_cleanup
 from todo_api.logs import log_request, logging_config, request_timer
+from todo_api.openapi import complete_document
+from todo_api.options import allow_every_method
 from todo_api.pagination import Cursors
 from todo_api.request import StrictRequest
 from todo_api.request_id import add_request_id_header
@@ -67,7 +69,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ]
         return app_config
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             HealthController,
             AuthController,
@@ -97,7 +99,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
         logging_config=logging_config(settings),
         stores={RATE_LIMIT_STORE: rate_limit_store(settings)},
         plugins=[problem_details_plugin()],
-        before_send=[add_request_id_header, security_headers(settings), log_request],
+        before_send=[
+            add_request_id_header,
+            security_headers(settings),
+            allow_every_method,
+            log_request,
+        ],
         request_class=StrictRequest,
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
@@ -109,6 +116,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ),
         debug=False,
     )
+    complete_document(app, auth)
+    return app
 
 
 app = create_app()

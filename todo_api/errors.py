@@ -8,6 +8,8 @@ from http import HTTPStatus
 from typing import Any, ClassVar
 
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import OpenAPIFormat, OpenAPIType, Schema
 from litestar.plugins.problem_details import (
     ProblemDetailsConfig,
     ProblemDetailsException,
@@ -134,6 +136,40 @@ def _database_unavailable(exc: Exception) -> ProblemDetailsException:
 def _unexpected(exc: Exception) -> ProblemDetailsException:
     logger.error("unhandled %s", type(exc).__name__, exc_info=exc)
     return problem(HTTPStatus.INTERNAL_SERVER_ERROR, "An unexpected error occurred.")
+
+
+# What every error response's body looks like; todo_api/openapi.py publishes it for every 4xx/5xx.
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_DETAILS_SCHEMA = Schema(
+    title="ProblemDetails",
+    type=OpenAPIType.OBJECT,
+    description="An RFC 9457 problem. `type` is always about:blank, so `title` is the status phrase.",
+    required=["type", "title", "status", "detail"],
+    properties={
+        "type": Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.URI_REFERENCE),
+        "title": Schema(type=OpenAPIType.STRING),
+        "status": Schema(type=OpenAPIType.INTEGER, minimum=400, maximum=599),
+        "detail": Schema(type=OpenAPIType.STRING),
+        "errors": Schema(
+            type=OpenAPIType.ARRAY,
+            description="On a validation failure: what failed, where",
+            items=Schema(
+                type=OpenAPIType.OBJECT,
+                required=["message"],
+                properties={
+                    "message": Schema(type=OpenAPIType.STRING),
+                    "key": Schema(type=OpenAPIType.STRING),
+                    "source": Schema(type=OpenAPIType.STRING),
+                },
+            ),
+        ),
+    },
+)
+
+
+def problem_response(description: str) -> ResponseSpec:
+    """An error an operation answers beyond the ones todo_api/openapi.py infers, for `responses=`."""
+    return ResponseSpec(data_container=None, description=description)
 
 
 def problem_details_plugin() -> ProblemDetailsPlugin:

@@ -9,7 +9,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
+import msgspec
+from litestar.openapi.spec import OpenAPIFormat
 from litestar.params import QueryParameter
+
+from todo_api.errors import BadRequest
 
 MAX_CURSOR_LENGTH = 512
 
@@ -27,4 +31,23 @@ SearchText = Annotated[
     str | None,
     QueryParameter(min_length=1, max_length=100, pattern=r"^[^\x00]*$", description="Search text"),
 ]
-DueBound = Annotated[datetime | None, QueryParameter(description="RFC 3339 with a time zone")]
+# A string, read by `moment`: Litestar converts query values leniently and would take a number
+# for a Unix time (`?due_before=0.5`).
+DueBound = Annotated[
+    str | None,
+    QueryParameter(format=OpenAPIFormat.DATE_TIME, description="RFC 3339 with a time zone"),
+]
+
+_Aware = Annotated[datetime, msgspec.Meta(tz=True)]
+
+
+def moment(value: str | None, name: str) -> datetime | None:
+    """The date-time a query parameter names, strictly RFC 3339."""
+    if value is None:
+        return None
+    try:
+        return msgspec.convert(value, _Aware, strict=True)
+    except msgspec.ValidationError:
+        raise BadRequest(
+            f"`{name}` must be an RFC 3339 date-time with a time zone, e.g. 2030-01-31T09:00:00Z."
+        ) from None

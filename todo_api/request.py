@@ -4,6 +4,8 @@ Litestar decodes a body to Python objects and then converts them with `strict=Fa
 turns "2" into 2 and 1893456000 into a date. Our contract is that a wrong type is a 400, so
 `StrictRequest.json()` decodes the bytes with msgspec into the handler's declared Struct
 (strict, and one pass instead of two); Litestar's conversion then passes the Struct through.
+Strict, except that a number with no fractional part (`3.0`, `1e2`) is an integer, as in JSON
+Schema: clients whose JSON encoder writes floats (`json.dumps(3.0)`) get what they meant.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ class StrictRequest(Request[Any, Any, Any]):
             return await super().json()
         body = await self.body()
         try:
-            return msgspec.json.decode(body, type=target)
+            return _decode(body, target)
         except msgspec.ValidationError as exc:
             raise ValidationException(
                 detail=f"Validation failed for {self.method} {self.url.path}",
@@ -34,3 +36,28 @@ class StrictRequest(Request[Any, Any, Any]):
                 detail="The request body is not valid JSON.",
                 extra=[{"message": str(exc), "key": "data", "source": "body"}],
             ) from None
+
+
+def _decode(body: bytes, target: type[msgspec.Struct]) -> Any:
+    try:
+        return msgspec.json.decode(body, type=target)
+    except msgspec.ValidationError as exc:
+        # msgspec takes `3.0` for a float, which an int field refuses: then try once more with
+        # the whole numbers as integers (on this error path only: valid bodies decode once).
+        if "got `float`" not in str(exc):
+            raise
+        try:
+            whole = msgspec.json.encode(_integral_floats_as_ints(msgspec.json.decode(body)))
+        except RecursionError:  # nested too deep to rewrite: the first answer stands
+            raise exc from None
+        return msgspec.json.decode(whole, type=target)
+
+
+def _integral_floats_as_ints(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_integral_floats_as_ints(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _integral_floats_as_ints(item) for key, item in value.items()}
+    return value

@@ -8,6 +8,13 @@ import msgspec
 
 T = TypeVar("T")
 
+# Patterns run twice: in Python's `re` when msgspec checks a request, and as ECMA-262 regexes in
+# clients and JSON Schema tools reading the published schema. Write out what the two read
+# differently: `\s` (Python's also matches U+001C..U+001F and U+0085, ECMA-262's also U+FEFF)
+# and `$` (Python's also matches before a final newline).
+SPACE = r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+END = r"$(?!\n)"
+
 
 class Schema(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Unknown fields are rejected; strings may not contain NUL (PostgreSQL cannot store it)."""

@@ -31,13 +31,14 @@ from todo_api.auth.security import (
 )
 from todo_api.auth.service import AuthService, CurrentUser
 from todo_api.config import Settings
-from todo_api.errors import BadRequest
+from todo_api.errors import BadRequest, problem_response
 from todo_api.pagination import DEFAULT_LIMIT
 from todo_api.params import Cursor, Limit
 from todo_api.schemas import Page, Schema
 from todo_api.users.schemas import User
 
 PUBLIC = {"exclude_from_auth": True}
+WRONG_CREDENTIALS = {401: problem_response("Wrong login or password")}
 
 
 def provide_auth_service(request: Request[Any, Any, Any]) -> AuthService:
@@ -64,7 +65,12 @@ class AuthController(Controller):
     path = AUTH_PATH
     tags = ["auth"]
 
-    @post("/register", operation_id="Register", opt={**PUBLIC, "rate_limit": "register"})
+    @post(
+        "/register",
+        operation_id="Register",
+        opt={**PUBLIC, "rate_limit": "register"},
+        responses={409: problem_response("An account with this email or username exists")},
+    )
     async def register(
         self, data: JSONBody[RegisterRequest], auth: NamedDependency[AuthService]
     ) -> User:
@@ -76,6 +82,7 @@ class AuthController(Controller):
         status_code=200,
         guards=[reject_cross_site],
         opt={**PUBLIC, "rate_limit": "login"},
+        responses=WRONG_CREDENTIALS,
     )
     async def login(
         self,
@@ -100,6 +107,7 @@ class AuthController(Controller):
         status_code=200,
         guards=[reject_cross_site],
         opt={**PUBLIC, "rate_limit": "token"},
+        responses=WRONG_CREDENTIALS,
         summary="OAuth2 password grant (for Swagger UI's Authorize button)",
     )
     async def token(
@@ -123,6 +131,7 @@ class AuthController(Controller):
         status_code=200,
         guards=[reject_cross_site],
         opt={**PUBLIC, "rate_limit": "refresh"},
+        responses={401: problem_response("No refresh cookie, or it is not current")},
         summary="Rotate the refresh cookie and get a new access token",
     )
     async def refresh(

@@ -8,11 +8,19 @@ from typing import Annotated, Any, Literal
 
 from msgspec import Meta
 
-from todo_api.schemas import Schema
+from todo_api.schemas import END, Schema
 from todo_api.users.schemas import DisplayName, Email, Password, User, Username
 
 DeviceName = Annotated[str, Meta(min_length=1, max_length=100)]
-DeviceId = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:\-]+$")]
+DeviceId = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=128,
+        pattern=rf"^[A-Za-z0-9._:\-]+{END}",
+        description="Client-generated, stable per install: a new login replaces its session",
+    ),
+]
 ShortLabel = Annotated[str, Meta(min_length=1, max_length=50)]
 Login = Annotated[str, Meta(min_length=1, max_length=320)]
 AnyPassword = Annotated[str, Meta(min_length=1, max_length=1024)]
@@ -29,10 +37,8 @@ class LoginRequest(Schema):
     login: Annotated[Login, Meta(description="Email address or username")]
     password: AnyPassword
     device_name: DeviceName | None = None
-    device_id: Annotated[
-        DeviceId | None,
-        Meta(description="Client-generated, stable per install: a new login replaces its session"),
-    ] = None
+    # The description is on DeviceId: a Meta around `DeviceId | None` would hide its constraints.
+    device_id: DeviceId | None = None
     platform: ShortLabel | None = None
     app_version: ShortLabel | None = None
 

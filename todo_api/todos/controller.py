@@ -9,25 +9,29 @@ from uuid import UUID
 
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.di import NamedDependency
+from litestar.openapi.spec import Example
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
 from todo_api.auth.service import CurrentUser
-from todo_api.errors import BadRequest
+from todo_api.errors import BadRequest, problem_response
 from todo_api.pagination import DEFAULT_LIMIT
-from todo_api.params import Cursor, DueBound, Limit, SearchText
-from todo_api.schemas import Page
+from todo_api.params import Cursor, DueBound, Limit, SearchText, moment
+from todo_api.schemas import END, Page
 from todo_api.todos.schemas import ChangesPage, DeletedTodo, Sort, Todo, TodoCreate, TodoUpdate
 from todo_api.todos.service import TodoFilter, TodoService, etag
 
 PATH = "/api/v1/todos"
-_STRONG_ETAG = re.compile(r'^"(\d{1,9})"$')
+# One strong ETag as we send them, or `*` (a list of ETags is not supported).
+IF_MATCH_PATTERN = rf'^[ \t]*(\*|"[0-9]{{1,9}}")[ \t]*{END}'
+_STRONG_ETAG = re.compile(r'"([0-9]{1,9})"')
 
 IfMatch = Annotated[
     str | None,
     HeaderParameter(
         name="If-Match",
-        max_length=200,
-        description='Apply only if the to-do still has this ETag (e.g. "3"); else 412',
+        pattern=IF_MATCH_PATTERN,
+        description='Apply only if the to-do still has this ETag (e.g. "3"), or `*`; else 412',
+        examples=[Example(value='"3"'), Example(value="*")],
     ),
 ]
 IdempotencyKeyHeader = Annotated[
@@ -56,8 +60,8 @@ def expected_version(if_match: str | None) -> int | None:
     """The version an If-Match names; None for no condition (absent or `*`)."""
     if if_match is None or if_match.strip() == "*":
         return None
-    match = _STRONG_ETAG.match(if_match.strip())
-    if match is None:
+    match = _STRONG_ETAG.fullmatch(if_match.strip())
+    if match is None:  # Litestar refuses these with IF_MATCH_PATTERN before the handler runs
         raise BadRequest('If-Match must be one strong ETag as sent in ETag, e.g. "3", or *.')
     return int(match.group(1))
 
@@ -101,11 +105,20 @@ class TodoController(Controller):
         cursor: Cursor = None,
     ) -> Page[Todo]:
         filters = TodoFilter(
-            completed=completed, q=q, due_before=due_before, due_after=due_after, sort=sort
+            completed=completed,
+            q=q,
+            due_before=moment(due_before, "due_before"),
+            due_after=moment(due_after, "due_after"),
+            sort=sort,
         )
         return await todos.list(filters, limit, cursor)
 
-    @get("/changes", operation_id="SyncTodos", summary="Delta sync since a sync token")
+    @get(
+        "/changes",
+        operation_id="SyncTodos",
+        summary="Delta sync since a sync token",
+        responses={410: problem_response("The sync token is too old: sync again without `since`")},
+    )
     async def changes(
         self,
         todos: NamedDependency[TodoService],

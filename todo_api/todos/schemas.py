@@ -9,12 +9,23 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from todo_api.schemas import PageMeta, Schema
+from todo_api.schemas import SPACE, PageMeta, Schema
 
 # `pattern` is a search: at least one non-space character, so a blank title is refused.
-Title = Annotated[str, Meta(min_length=1, max_length=500, pattern=r"\S")]
+Title = Annotated[str, Meta(min_length=1, max_length=500, pattern=f"[^{SPACE}]")]
 Notes = Annotated[str, Meta(max_length=10_000)]
-Priority = Annotated[int, Meta(ge=0, le=3, description="0 none, 1 low, 2 medium, 3 high")]
+Priority = Annotated[
+    int,
+    Meta(
+        ge=0,
+        le=3,
+        description="0 none, 1 low, 2 medium, 3 high",
+        # Litestar 2.x copies the bounds of a union (`Priority | UnsetType`) into OpenAPI only
+        # when they are truthy, so `ge=0` alone would not be published; it reads "extra" as
+        # schema fields to set.
+        extra_json_schema={"extra": {"minimum": 0}},
+    ),
+]
 DueAt = Annotated[datetime, Meta(tz=True, description="RFC 3339 with a time zone")]
 Position = Annotated[float, Meta(ge=-1e15, le=1e15, description="Manual order (ascending)")]
 Sort = Literal[

@@ -12,6 +12,7 @@ from litestar.params import FromPath, JSONBody
 from todo_api.auth.guards import requires_role
 from todo_api.auth.security import client_of
 from todo_api.auth.service import CurrentUser
+from todo_api.errors import problem_response
 from todo_api.pagination import DEFAULT_LIMIT
 from todo_api.params import Cursor, Limit, SearchText
 from todo_api.schemas import Page
@@ -41,7 +42,11 @@ class MeController(Controller):
     ) -> User:
         return await users.get(request.user.id)
 
-    @patch("/", operation_id="UpdateMe")
+    @patch(
+        "/",
+        operation_id="UpdateMe",
+        responses={409: problem_response("An account with this email or username exists")},
+    )
     async def update_me(
         self,
         data: JSONBody[ProfileUpdate],

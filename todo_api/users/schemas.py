@@ -9,16 +9,23 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from todo_api.schemas import Schema
+from todo_api.schemas import END, SPACE, Schema
 
 Role = Literal["user", "admin", "superadmin"]
-Email = Annotated[str, Meta(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+Email = Annotated[
+    str,
+    Meta(
+        min_length=3,
+        max_length=320,
+        pattern=rf"^[^@{SPACE}]+@[^@{SPACE}]+\.[^@{SPACE}]+{END}",
+    ),
+]
 Username = Annotated[
     str,
     Meta(
         min_length=3,
         max_length=50,
-        pattern=r"^[A-Za-z0-9_.\-]+$",
+        pattern=rf"^[A-Za-z0-9_.\-]+{END}",
         description="3-50 of A-Z a-z 0-9 _ . - (stored lower-case)",
     ),
 ]
