@@ -42,6 +42,7 @@ from starlette.requests import Request
 
 from todo_api.auth import audit
 from todo_api.auth.audit import Client
+from todo_api.auth.live_sessions import sessions_changed
 from todo_api.auth.security import client_ip
 from todo_api.auth.service import login_column, now, revoke_user_sessions
 from todo_api.auth.tables import AuthEvent, DeviceSession
@@ -310,6 +311,7 @@ def operator_forms(settings: Settings) -> list[FormConfig]:
             .where((DeviceSession.id == data.session_id) & DeviceSession.revoked_at.is_null())
             .returning(DeviceSession.user, DeviceSession.device_name)
         )
+        sessions_changed()
         if not rows:
             exists = await DeviceSession.exists().where(DeviceSession.id == data.session_id)
             raise ValueError(
@@ -342,6 +344,7 @@ def operator_forms(settings: Settings) -> list[FormConfig]:
                     User.id == user["id"]
                 )
                 count = 0 if active else await revoke_user_sessions(user["id"], "deactivated")
+            sessions_changed()  # now that it is committed
             await audit.record(
                 "user_administered",
                 client(request),

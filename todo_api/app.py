@@ -17,6 +17,7 @@ from litestar.stores.memory import MemoryStore
 from todo_api import db
 from todo_api.admin import admin_handler
 from todo_api.auth.controller import AuthController, provide_auth_service
+from todo_api.auth.live_sessions import LiveSessions
 from todo_api.auth.passwords import Passwords
 from todo_api.auth.security import RATE_LIMIT_STORE, build_auth, rate_limits
 from todo_api.auth.tokens import TokenKeys
@@ -50,10 +51,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
     keys = TokenKeys(settings)
     passwords = Passwords(settings)
     auth = build_auth(settings, keys)
+    live_sessions = LiveSessions()
 
     @asynccontextmanager
     async def database(_: Litestar) -> AsyncIterator[None]:
-        async with db.connection_pool(settings), periodic_cleanup(settings):
+        async with (
+            db.connection_pool(settings),
+            live_sessions.listener(settings.database_url),
+            periodic_cleanup(settings),
+        ):
             yield
         passwords.close()
 
@@ -89,6 +95,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 "settings": settings,
                 "token_keys": keys,
                 "passwords": passwords,
+                "live_sessions": live_sessions,
                 "cursors": Cursors(settings.key_for("cursor")),
             }
         ),

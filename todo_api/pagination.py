@@ -5,8 +5,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -15,15 +15,16 @@ from todo_api.errors import BadRequest
 DEFAULT_LIMIT = 20
 _MAC_BYTES = 16
 _MAX_CURSOR_CHARS = 512
+Row = TypeVar("Row")
 
 
 def keyset_page(
     cursors: Cursors,
     scope: str,
-    rows: list[dict[str, Any]],
+    rows: Sequence[Row],
     limit: int,
-    position: Callable[[dict[str, Any]], list[Any]],
-) -> tuple[list[dict[str, Any]], str | None]:
+    position: Callable[[Row], list[Any]],
+) -> tuple[Sequence[Row], str | None]:
     """Of `limit + 1` fetched rows: the page, and a cursor past its last row if there is more."""
     page = rows[:limit]
     more = len(rows) > limit

@@ -11,6 +11,7 @@ import msgspec
 
 from todo_api.auth import audit
 from todo_api.auth.audit import Client
+from todo_api.auth.live_sessions import sessions_changed
 from todo_api.auth.passwords import Passwords
 from todo_api.auth.service import (
     ROLE_RANK,
@@ -124,6 +125,7 @@ class UserService:
             revoked = await revoke_user_sessions(
                 current.id, "password_changed", keep=current.session_id
             )
+        sessions_changed()  # again, now that the revocations are committed
         await audit.record(
             "password_changed",
             self.client,
@@ -136,6 +138,7 @@ class UserService:
         await self._check_password(current.id, password)
         # Sessions (and to-dos) go with the row: their foreign keys cascade.
         await User.delete().where(User.id == current.id)
+        sessions_changed()
         await audit.record(
             "account_deleted", self.client, user_id=current.id, session_id=current.session_id
         )
@@ -203,6 +206,7 @@ class UserService:
             rows = await User.update(values).where(User.id == user_id).returning(*USER_COLUMNS)
             if change.is_active is False:
                 await revoke_user_sessions(user_id, "deactivated")
+        sessions_changed()  # a new role or is_active, now committed
         detail: dict[str, Any] = {
             key: value
             for key, value in (("is_active", change.is_active), ("role", change.role))
