@@ -468,22 +468,23 @@ async def test_an_app_transaction_stalled_between_statements_is_ended_and_its_lo
     assert (stored.rows, stored.keys, stored.half_written) == (1, 1, [])
 
 
-@pytest.mark.xfail(
-    reason="Known gap: asyncpg sends Sync only after reading a result, so a frozen client leaves "
-    "its backend 'active' and idle_in_transaction_session_timeout never fires; PostgreSQL 17's "
-    "transaction_timeout would end it but is not configured (CI also runs PostgreSQL 15).",
-    strict=False,
-)
 async def test_an_app_frozen_mid_statement_in_a_transaction_does_not_pin_its_locks_forever(
     database_url: str, conn: asyncpg.Connection, start_server: StartServer
 ) -> None:
-    # The app's guards: an idle transaction ends after 0.5 s, a statement after 1 s.
-    guard_seconds = 1.0
+    # asyncpg sends Sync only after reading a result, so a frozen client leaves its backend
+    # 'active': neither idle_in_transaction_session_timeout nor statement_timeout fires. Only
+    # PostgreSQL 17's transaction_timeout (DB_TRANSACTION_TIMEOUT_MS) ends it.
+    if conn.get_server_version().major < 17:
+        pytest.skip("needs PostgreSQL 17+ (transaction_timeout); this server is older")
+    # The app's guards: an idle transaction ends after 0.5 s, a statement after 1 s, any
+    # transaction after 1.5 s.
+    guard_seconds = 1.5
     server = await ready_server(
         start_server,
         database_url,
         DB_IDLE_IN_TRANSACTION_TIMEOUT_MS="500",
         DB_STATEMENT_TIMEOUT_MS="1000",
+        DB_TRANSACTION_TIMEOUT_MS="1500",
     )
     async with http(server.url) as client:
         account = await new_account(client)

@@ -37,6 +37,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     db_statement_timeout_ms: Annotated[int, Meta(ge=100, le=600_000)] = 10_000
     db_lock_timeout_ms: Annotated[int, Meta(ge=100, le=600_000)] = 5_000
     db_idle_in_transaction_timeout_ms: Annotated[int, Meta(ge=100, le=3_600_000)] = 30_000
+    # PostgreSQL 17+ only (ignored before): ends the session of a transaction open this long,
+    # even one whose client froze mid-statement (which no other limit catches).
+    db_transaction_timeout_ms: Annotated[int, Meta(ge=100, le=3_600_000)] = 60_000
     request_timeout_seconds: Annotated[float, Meta(gt=0, le=600)] = 30.0
     secret_key: str = DEFAULT_SECRET_KEY
     access_token_expire_minutes: PositiveInt = 15

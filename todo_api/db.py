@@ -118,6 +118,17 @@ async def keep_session_state(_: asyncpg.Connection) -> None:
     timeouts are the pool's `server_settings`), and the LISTEN connection is not pooled."""
 
 
+def transaction_timeout(milliseconds: int) -> Callable[[asyncpg.Connection], Awaitable[None]]:
+    """A pooled connection's set-up: PostgreSQL 17's `transaction_timeout` where the server has
+    it (older servers refuse the setting, so it cannot go in `server_settings`)."""
+
+    async def init(connection: asyncpg.Connection) -> None:
+        if connection.get_server_version().major >= 17:
+            await connection.execute(f"SET transaction_timeout = {int(milliseconds)}")
+
+    return init
+
+
 @asynccontextmanager
 async def connection_pool(settings: Settings) -> AsyncIterator[PostgresEngine]:
     """Open the engine's pool for the app's lifetime; fail start-up if the database is absent."""
@@ -129,6 +140,7 @@ async def connection_pool(settings: Settings) -> AsyncIterator[PostgresEngine]:
         # Connections sitting idle are closed so a restarted server is not met with dead sockets.
         max_inactive_connection_lifetime=60.0,
         reset=keep_session_state,
+        init=transaction_timeout(settings.db_transaction_timeout_ms),
         server_settings={
             "statement_timeout": str(settings.db_statement_timeout_ms),
             "lock_timeout": str(settings.db_lock_timeout_ms),
