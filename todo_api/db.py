@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -95,7 +96,10 @@ class Engine(PostgresEngine):
         return SafeTransaction(engine=self, allow_nested=allow_nested)
 
 
+@functools.cache
 def get_engine() -> PostgresEngine:
+    """piccolo_conf's engine: one per process (the tables are bound to it), so looked up once
+    (Piccolo's `engine_finder` imports piccolo_conf anew on every call)."""
     engine = engine_finder()
     if not isinstance(engine, PostgresEngine):  # pragma: no cover - piccolo_conf is ours
         raise RuntimeError("piccolo_conf.DB must be a PostgresEngine")

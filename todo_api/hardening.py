@@ -58,13 +58,27 @@ def cors_config(settings: Settings) -> CORSConfig | None:
 def security_headers(
     settings: Settings,
 ) -> Callable[[Message, Scope], Coroutine[Any, Any, None]]:
-    """A `before_send` hook adding the security headers to every response."""
-    hsts = "max-age=63072000; includeSubDomains" if settings.app_env == "prod" else None
+    """A `before_send` hook adding the security headers to every response (those a handler set
+    itself are kept)."""
+    common = [
+        ("X-Content-Type-Options", "nosniff"),
+        ("Referrer-Policy", "no-referrer"),
+        ("X-Frame-Options", "DENY"),
+        ("Cross-Origin-Opener-Policy", "same-origin"),
+    ]
+    if settings.app_env == "prod":
+        common.append(("Strict-Transport-Security", "max-age=63072000; includeSubDomains"))
+    by_kind = {
+        csp: [
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in [("Content-Security-Policy", csp), *common]
+        ]
+        for csp in (API_CSP, DOCS_CSP, ADMIN_CSP)
+    }
 
     async def add(message: Message, scope: Scope) -> None:
         if message["type"] != "http.response.start":
             return
-        headers = MutableScopeHeaders.from_message(message)
         path = full_path(scope)
         if path.startswith("/docs"):
             csp = DOCS_CSP
@@ -72,13 +86,12 @@ def security_headers(
             csp = ADMIN_CSP
         else:
             csp = API_CSP
-        headers.setdefault("Content-Security-Policy", csp)
-        headers.setdefault("X-Content-Type-Options", "nosniff")
-        headers.setdefault("Referrer-Policy", "no-referrer")
-        headers.setdefault("X-Frame-Options", "DENY")
-        headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-        if hsts:
-            headers.setdefault("Strict-Transport-Security", hsts)
+        # Appended to the raw header list, not through MutableScopeHeaders.setdefault: that
+        # decodes and lower-cases every header for each lookup (~6% of a request's CPU for
+        # these six headers under `just bench`).
+        raw = MutableScopeHeaders.from_message(message).headers
+        present = {name.lower() for name, _ in raw}
+        raw.extend(header for header in by_kind[csp] if header[0] not in present)
 
     return add
 

@@ -10,6 +10,7 @@ from litestar.datastructures import MutableScopeHeaders
 from litestar.types import Message, Scope
 
 HEADER = "x-request-id"
+_HEADER_BYTES = HEADER.encode()
 _STATE_KEY = "request_id"
 # Anything else (too long, control characters, header injection) is replaced, not echoed.
 _ACCEPTABLE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -23,7 +24,7 @@ def request_id(scope: Scope) -> str:
             (
                 raw.decode("latin-1")
                 for name, raw in scope.get("headers", ())
-                if name == HEADER.encode()
+                if name == _HEADER_BYTES
             ),
             "",
         )
@@ -42,4 +43,7 @@ def full_path(scope: Scope) -> str:
 async def add_request_id_header(message: Message, scope: Scope) -> None:
     """`before_send` hook: runs for every response, including router 404/405s and error pages."""
     if message["type"] == "http.response.start":
-        MutableScopeHeaders.from_message(message)[HEADER] = request_id(scope)
+        # Nothing else sets it: appended to the raw list (MutableScopeHeaders' item assignment
+        # first scans and decodes every header to replace an existing one).
+        headers = MutableScopeHeaders.from_message(message).headers
+        headers.append((_HEADER_BYTES, request_id(scope).encode("latin-1")))

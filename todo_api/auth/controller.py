@@ -30,7 +30,6 @@ from todo_api.auth.security import (
     set_auth_cookies,
 )
 from todo_api.auth.service import AuthService, CurrentUser
-from todo_api.config import Settings
 from todo_api.errors import BadRequest, problem_response
 from todo_api.pagination import DEFAULT_LIMIT
 from todo_api.params import Cursor, Limit
@@ -88,7 +87,6 @@ class AuthController(Controller):
         self,
         data: JSONBody[LoginRequest],
         auth: NamedDependency[AuthService],
-        settings: NamedDependency[Settings],
     ) -> Response[LoginResponse]:
         tokens, user = await auth.login(data)
         body = LoginResponse(
@@ -98,7 +96,7 @@ class AuthController(Controller):
             user=user,
         )
         response = Response(body)
-        set_auth_cookies(response, settings, tokens)
+        set_auth_cookies(response, auth.settings, tokens)
         return response
 
     @post(
@@ -114,7 +112,6 @@ class AuthController(Controller):
         self,
         data: URLEncodedBody[OAuth2PasswordForm],
         auth: NamedDependency[AuthService],
-        settings: NamedDependency[Settings],
     ) -> Response[OAuth2TokenResponse]:
         if data.grant_type != "password":
             raise BadRequest("Only grant_type=password is supported.")
@@ -122,7 +119,7 @@ class AuthController(Controller):
         response = Response(
             OAuth2TokenResponse(access_token=tokens.access_token, expires_in=tokens.expires_in)
         )
-        set_auth_cookies(response, settings, tokens)
+        set_auth_cookies(response, auth.settings, tokens)
         return response
 
     @post(
@@ -138,9 +135,8 @@ class AuthController(Controller):
         self,
         request: Request[Any, Any, Any],
         auth: NamedDependency[AuthService],
-        settings: NamedDependency[Settings],
     ) -> Response[TokenResponse]:
-        tokens = await auth.refresh(refresh_cookie(request, settings))
+        tokens = await auth.refresh(refresh_cookie(request, auth.settings))
         response = Response(
             TokenResponse(
                 access_token=tokens.access_token,
@@ -148,7 +144,7 @@ class AuthController(Controller):
                 session_id=tokens.session_id,
             )
         )
-        set_auth_cookies(response, settings, tokens)
+        set_auth_cookies(response, auth.settings, tokens)
         return response
 
     @post("/logout", operation_id="Logout", status_code=204, guards=[reject_cross_site])
@@ -156,11 +152,10 @@ class AuthController(Controller):
         self,
         request: Request[CurrentUser, Any, Any],
         auth: NamedDependency[AuthService],
-        settings: NamedDependency[Settings],
     ) -> Response[None]:
         await auth.logout(request.user)
         response = Response(None, status_code=204)
-        clear_auth_cookies(response, settings)
+        clear_auth_cookies(response, auth.settings)
         return response
 
     @post("/logout-all", operation_id="LogoutAll", status_code=204, guards=[reject_cross_site])
@@ -168,11 +163,10 @@ class AuthController(Controller):
         self,
         request: Request[CurrentUser, Any, Any],
         auth: NamedDependency[AuthService],
-        settings: NamedDependency[Settings],
     ) -> Response[None]:
         await auth.logout_all(request.user)
         response = Response(None, status_code=204)
-        clear_auth_cookies(response, settings)
+        clear_auth_cookies(response, auth.settings)
         return response
 
     @get("/sessions", operation_id="ListSessions")

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from todo_api.schemas import SPACE, PageMeta, Schema
+from todo_api.schemas import SPACE, Output, PageMeta, Schema
 
 # `pattern` is a search: at least one non-space character, so a blank title is refused.
 Title = Annotated[str, Meta(min_length=1, max_length=500, pattern=f"[^{SPACE}]")]
@@ -82,7 +82,9 @@ class TodoUpdate(Schema):
             raise ValueError("`due_at` is out of range")
 
 
-class Todo(Schema):
+class Todo(Output):
+    """Built by todos/service.py from rows whose columns are these fields, in this order."""
+
     id: uuid.UUID
     title: str
     notes: str
