@@ -7,6 +7,7 @@ every assertion names the variant that broke it.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -305,6 +306,23 @@ async def test_expired_token_is_rejected(
     for seconds_ago in (61, 3600, 86400 * 365):
         claims = claims_for(victim, iat=now - seconds_ago - 900, exp=now - seconds_ago)
         await assert_token_refused(client, sign(claims, signing_key), f"expired {seconds_ago}s ago")
+
+
+async def test_an_accepted_token_is_refused_once_it_expires_and_a_copy_with_one_change_never(
+    client: httpx.AsyncClient, victim: Device, signing_key: str
+) -> None:
+    # Verified tokens are remembered by their text (auth/security.py AccessToken): the memory
+    # must end at `exp`, and must not answer for a token that differs by one character.
+    expires = int(time.time()) + 2
+    token = sign(claims_for(victim, exp=expires), signing_key)
+    for _ in range(2):
+        assert (await client.get(ME, headers=bearer(token))).status_code == 200
+    head, payload, signature = token.split(".")
+    flipped = signature[:-2] + ("A" if signature[-2] != "A" else "B") + signature[-1]
+    await assert_token_refused(client, f"{head}.{payload}.{flipped}", "signature changed")
+    # Litestar compares `exp` with the time in whole seconds: refused within a second after it.
+    await asyncio.sleep(expires - time.time() + 1.1)
+    await assert_token_refused(client, token, "expired after being accepted")
 
 
 async def test_token_with_iat_far_in_the_future_is_rejected(
