@@ -7,9 +7,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from piccolo_api.session_auth.tables import SessionsBase
 
@@ -112,7 +113,15 @@ async def periodic_cleanup(settings: Settings) -> AsyncIterator[None]:
             except Exception:  # a failed round must not end the loop; the next one retries
                 logger.exception("cleanup failed")
 
-    task = asyncio.create_task(loop(), name="periodic-cleanup")
+    async with running(loop(), "periodic-cleanup"):
+        yield
+
+
+@contextlib.asynccontextmanager
+async def running(work: Coroutine[Any, Any, None], name: str) -> AsyncIterator[None]:
+    """Run `work` as a task for the duration of the block (the app's lifespan); cancel it and
+    wait for it to finish on the way out."""
+    task = asyncio.create_task(work, name=name)
     try:
         yield
     finally:

@@ -37,6 +37,7 @@ from typing import Any
 import asyncpg
 
 from todo_api import db
+from todo_api.jobs import running
 
 CHANNEL = "todo_api_sessions"
 ENTRY_SECONDS = 60.0
@@ -130,13 +131,10 @@ class LiveSessions:
     @contextlib.asynccontextmanager
     async def listener(self, database_url: str) -> AsyncIterator[None]:
         """Keep a LISTEN connection for the app's lifetime (reconnecting as needed)."""
-        task = asyncio.create_task(self._listen(database_url), name="live-sessions-listener")
         try:
-            yield
+            async with running(self._listen(database_url), "live-sessions-listener"):
+                yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
             self.listening = False
             self.forget_all()
 
