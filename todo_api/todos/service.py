@@ -6,7 +6,7 @@ Python per query, a quarter of a request's CPU under `just bench` (see README, B
 paginated reads need row-value comparisons on sort expressions (`(coalesce(due_at, ...), id) >
 (...)`) the builder cannot express anyway. All SQL is assembled only from the constant fragments in
 this module; every value goes in as a query parameter (S608 is silenced for that reason). The
-less-travelled paths (idempotency keys, restore, trash) keep Piccolo.
+less-travelled paths (idempotency keys, the trash) keep Piccolo.
 """
 
 from __future__ import annotations
@@ -63,23 +63,9 @@ SYNC_HORIZON = (
     "coalesce((SELECT purged_through_xid FROM sync_horizon WHERE id = 1), 0) AS purged, "
     + ", ".join(f"NULL::{kind} AS {name}" for name, kind in SYNC_COLUMN_TYPES)
 )
-OUT = (
-    Todo.id,
-    Todo.title,
-    Todo.notes,
-    Todo.is_completed,
-    Todo.completed_at,
-    Todo.due_at,
-    Todo.priority,
-    Todo.position,
-    Todo.created_at,
-    Todo.updated_at,
-    Todo.version,
-)
-# Columns an update may set (a TodoUpdate field or a state change) -> their SQL name.
-COLUMN_NAMES = {
-    name: name
-    for name in (
+# The columns an update may set (a TodoUpdate field or a state change): never user text.
+UPDATABLE = frozenset(
+    (
         "title",
         "notes",
         "due_at",
@@ -89,7 +75,7 @@ COLUMN_NAMES = {
         "completed_at",
         "deleted_at",
     )
-}
+)
 # Sort name -> (SQL expression, its type for casting a cursor value back). Never user text.
 SORT_KEYS: dict[str, tuple[str, str]] = {
     "created_at": ("created_at", "timestamptz"),
@@ -131,9 +117,6 @@ class TodoService:
         self.owner_id = owner_id
         self.cursors = cursors
         self.tombstone_retention = tombstone_retention
-
-    def _mine(self, todo_id: uuid.UUID) -> Any:
-        return (Todo.id == todo_id) & (Todo.owner == self.owner_id)
 
     async def create(
         self, data: TodoCreate, idempotency_key: str | None = None
@@ -222,8 +205,10 @@ class TodoService:
         args: list[Any] = [todo_id, self.owner_id, datetime.now(UTC)]
         assignments = ["version = version + 1", "updated_at = $3"]
         for column, value in values.items():
+            if column not in UPDATABLE:  # pragma: no cover - callers pass constants
+                raise ValueError(f"not an updatable column: {column!r}")
             args.append(value)
-            assignments.append(f"{COLUMN_NAMES[column]} = ${len(args)}")
+            assignments.append(f"{column} = ${len(args)}")
         where = 'id = $1 AND "owner" = $2 AND deleted_at IS NULL'
         if expected_version is not None:
             args.append(expected_version)
@@ -281,20 +266,16 @@ class TodoService:
         await self._write(todo_id, {"deleted_at": datetime.now(UTC)}, expected_version)
 
     async def restore(self, todo_id: uuid.UUID) -> TodoOut:
-        rows = await (
-            Todo.update(
-                {
-                    Todo.deleted_at: None,
-                    Todo.version: Todo.version + 1,
-                    Todo.updated_at: datetime.now(UTC),
-                }
-            )
-            .where(self._mine(todo_id) & Todo.deleted_at.is_not_null())
-            .returning(*OUT)
+        row = await db.fetchrow(
+            "UPDATE todo SET deleted_at = NULL, version = version + 1, updated_at = $3 "  # noqa: S608
+            f'WHERE id = $1 AND "owner" = $2 AND deleted_at IS NOT NULL RETURNING {COLUMNS}',
+            todo_id,
+            self.owner_id,
+            datetime.now(UTC),
         )
-        if not rows:
+        if row is None:
             raise NotFound("No such to-do in the trash.")
-        return TodoOut(**rows[0])
+        return TodoOut(*row)
 
     async def list(self, filters: TodoFilter, limit: int, cursor: str | None) -> Page[TodoOut]:
         """Keyset pagination over a sort key and the id: stable while others insert and delete."""
