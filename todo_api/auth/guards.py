@@ -10,6 +10,7 @@ from litestar.exceptions import NotAuthorizedException, PermissionDeniedExceptio
 from litestar.handlers import HTTPRouteHandler
 from litestar.handlers.base import BaseRouteHandler
 
+from todo_api.auth.live_sessions import LiveSessions
 from todo_api.auth.service import ROLE_RANK, CurrentUser
 from todo_api.config import Settings
 
@@ -41,7 +42,13 @@ def requires_role(role: str) -> Guard:
         user = connection.scope.get("user")
         if not isinstance(user, CurrentUser):
             raise NotAuthorizedException()
-        if ROLE_RANK.get(user.role, -1) < ROLE_RANK[role]:
+        # The role as stored now, not as cached (auth/live_sessions.py): a demotion made by
+        # another process must bind at once on these routes, which are few and not hot.
+        sessions: LiveSessions = connection.app.state.live_sessions
+        current = await sessions.role_of(user.id, user.session_id, fresh=True)
+        if current is None:
+            raise NotAuthorizedException()
+        if ROLE_RANK.get(current, -1) < ROLE_RANK[role]:
             raise PermissionDeniedException(f"This needs the {role} role.")
 
     return guard

@@ -83,9 +83,12 @@ class LiveSessions:
         self.listening = False
         _caches.add(self)
 
-    async def role_of(self, user_id: uuid.UUID, session_id: uuid.UUID) -> str | None:
-        """The account's role if `session_id` is a live session of `user_id`, else None."""
-        entry = self._entries.get(session_id)
+    async def role_of(
+        self, user_id: uuid.UUID, session_id: uuid.UUID, *, fresh: bool = False
+    ) -> str | None:
+        """The account's role if `session_id` is a live session of `user_id`, else None;
+        `fresh` reads it from the database whatever is cached (and caches that)."""
+        entry = None if fresh else self._entries.get(session_id)
         if entry is not None:
             if (
                 self.listening
