@@ -7,18 +7,16 @@ browser here: it is pointed at the system's Chromium.
 
 from __future__ import annotations
 
-import os
-import socket
+import asyncio
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import TEST_ENV
+from tests.chaos_run import ServeProcess, app_env
 from tests.factories import PASSWORD, unique_email
 from tests.test_cli import REPO_ROOT
 
@@ -44,59 +42,21 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def server_env(database_url: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        **TEST_ENV,
-        "DATABASE_URL": database_url,
-        "HOST": "127.0.0.1",
-        "PORT": str(free_port()),
-        "WEB_CONCURRENCY": "1",
-        "CLEANUP_INTERVAL_SECONDS": "0",
-    }
+    return app_env(database_url)
 
 
 @pytest.fixture
 def server(server_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
-    """`just serve` in its own process; yields its base URL."""
-    url = f"http://127.0.0.1:{server_env['PORT']}"
-    log = (tmp_path / "server.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "todo_api.cli", "serve"],
-        cwd=REPO_ROOT,
-        env=server_env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    """`python -m todo_api.cli serve` in its own process; yields its base URL."""
+    process = ServeProcess(server_env, tmp_path / "server.log")
+    process.start()
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                pytest.fail(f"the server did not start:\n{(tmp_path / 'server.log').read_text()}")
-            time.sleep(0.1)
-        yield url
+        asyncio.run(process.wait_ready(seconds=20))
+        yield process.url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-        log.close()
+        process.stop(grace=10)
 
 
 def test_staff_see_an_api_users_todo_and_revoke_their_session_in_the_browser(
