@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks.harness import serving
+from benchmarks.stack import serving
 
 PASSWORD = "correct horse battery staple"
 SAMPLES = 1000

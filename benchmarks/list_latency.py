@@ -17,7 +17,7 @@ import time
 import asyncpg
 import httpx
 
-from benchmarks.harness import serving
+from benchmarks.stack import serving
 
 PASSWORD = "correct horse battery staple"
 SIZES = (100, 100_000)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -202,8 +203,11 @@ def _wait_ready(base_url: str, path: str, process: subprocess.Popen[bytes], log:
     raise RuntimeError(f"{base_url} did not become ready: {log.read_text()[-3000:]}")
 
 
-def start_server(name: str, database_url: str, log_dir: Path, workers: int) -> Server:
-    """ours: `python -m todo_api.cli serve`; ceiling/peer: the same uvicorn options."""
+def start_server(
+    name: str, database_url: str, log_dir: Path, workers: int, **overrides: str
+) -> Server:
+    """ours: `python -m todo_api.cli serve`; ceiling/peer: the same uvicorn options.
+    `overrides` go on top of the common environment."""
     port = free_port()
     env = {
         **os.environ,
@@ -212,6 +216,7 @@ def start_server(name: str, database_url: str, log_dir: Path, workers: int) -> S
         "PORT": str(port),
         "HOST": "127.0.0.1",
         "WEB_CONCURRENCY": str(workers),
+        **overrides,
     }
     if name == "ours":
         command = [sys.executable, "-m", "todo_api.cli", "serve"]
@@ -243,3 +248,17 @@ def running(servers: list[Server]) -> Iterator[list[Server]]:
     finally:
         for server in servers:
             stop_server(server)
+
+
+@contextmanager
+def serving(**overrides: str) -> Iterator[tuple[str, str]]:
+    """Ours alone on a throwaway migrated cluster, for the narrower benchmarks (`just bench-auth`,
+    `just bench-list`): (base URL of the app, database URL); `overrides` its environment."""
+    pg = start_pg()
+    log_dir = Path(tempfile.mkdtemp(prefix="todo-api-bench-logs-"))
+    try:
+        with running([start_server("ours", pg.url(), log_dir, 1, **overrides)]) as [server]:
+            yield server.base_url, pg.url()
+    finally:
+        pg.delete()
+        shutil.rmtree(log_dir, ignore_errors=True)
