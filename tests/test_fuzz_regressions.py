@@ -162,12 +162,16 @@ def stale(method: str, action: str = "") -> Provoke:
     return send
 
 
-async def admin_on_itself(
-    client: httpx.AsyncClient, device: Device, conn: asyncpg.Connection
-) -> httpx.Response:
+async def make_admin(conn: asyncpg.Connection, device: Device) -> None:
     await conn.execute(
         "UPDATE app_user SET role = 'admin' WHERE id = $1", uuid.UUID(device.user_id)
     )
+
+
+async def admin_on_itself(
+    client: httpx.AsyncClient, device: Device, conn: asyncpg.Connection
+) -> httpx.Response:
+    await make_admin(conn, device)
     url = f"/api/v1/users/{device.user_id}"
     return await client.patch(url, json={"is_active": False}, headers=device.headers)
 
@@ -175,9 +179,7 @@ async def admin_on_itself(
 async def admin_on_nobody(
     client: httpx.AsyncClient, device: Device, conn: asyncpg.Connection
 ) -> httpx.Response:
-    await conn.execute(
-        "UPDATE app_user SET role = 'admin' WHERE id = $1", uuid.UUID(device.user_id)
-    )
+    await make_admin(conn, device)
     url = f"/api/v1/users/{uuid.uuid4()}"
     return await client.patch(url, json={"is_active": False}, headers=device.headers)
 
@@ -185,9 +187,7 @@ async def admin_on_nobody(
 async def get_nobody(
     client: httpx.AsyncClient, device: Device, conn: asyncpg.Connection
 ) -> httpx.Response:
-    await conn.execute(
-        "UPDATE app_user SET role = 'admin' WHERE id = $1", uuid.UUID(device.user_id)
-    )
+    await make_admin(conn, device)
     return await client.get(f"/api/v1/users/{uuid.uuid4()}", headers=device.headers)
 
 
