@@ -126,5 +126,9 @@ async def running(work: Coroutine[Any, Any, None], name: str) -> AsyncIterator[N
         yield
     finally:
         task.cancel()
+        # Asked again while it runs on: a cancellation can be swallowed below it (Python 3.11's
+        # asyncio.wait_for does, in libraries too), and shutdown must not hang on that.
+        while not (await asyncio.wait({task}, timeout=1.0))[0]:
+            task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

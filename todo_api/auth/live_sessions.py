@@ -160,11 +160,16 @@ class LiveSessions:
                 if failures:
                     logger.info("session listener reconnected")
                 failures = 0
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a
+                # cancellation that lands as its inner wait ends, and then the app's shutdown
+                # (which cancels this task and waits for it) hangs.
                 while not lost.is_set():
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(lost.wait(), PING_SECONDS)
+                        async with asyncio.timeout(PING_SECONDS):
+                            await lost.wait()
                     if not lost.is_set():
-                        await asyncio.wait_for(connection.fetchval("SELECT 1"), PING_SECONDS)
+                        async with asyncio.timeout(PING_SECONDS):
+                            await connection.fetchval("SELECT 1")
                 raise ConnectionResetError("the listener's connection was closed")
             except asyncio.CancelledError:
                 raise
