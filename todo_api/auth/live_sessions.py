@@ -43,6 +43,7 @@ CHANNEL = "todo_api_sessions"
 ENTRY_SECONDS = 60.0
 MAX_ENTRIES = 20_000
 PING_SECONDS = 1.0
+FIRST_CONNECT_SECONDS = 5.0
 RECONNECT_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
 
 # role and expiry of a live session of an active account, or no row.
@@ -79,6 +80,7 @@ class LiveSessions:
         self._reconnect_seconds = reconnect_seconds
         self._entries: dict[uuid.UUID, _Entry] = {}
         self._generation = 0
+        self._first_attempt = asyncio.Event()
         # True only while the listener is connected, listening and answering pings.
         self.listening = False
         _caches.add(self)
@@ -136,6 +138,12 @@ class LiveSessions:
         """Keep a LISTEN connection for the app's lifetime (reconnecting as needed)."""
         try:
             async with running(self._listen(database_url), "live-sessions-listener"):
+                # Start-up waits for the first connection attempt: the app starts with the cache
+                # on, and a short-lived app is never shut down in the middle of that connect
+                # (asyncpg then leaves an "unexpected connection_lost()" error behind).
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(FIRST_CONNECT_SECONDS):
+                        await self._first_attempt.wait()
                 yield
         finally:
             self.listening = False
@@ -157,6 +165,7 @@ class LiveSessions:
                 # Notifications sent while nobody listened are lost: start from nothing.
                 self.forget_all()
                 self.listening = True
+                self._first_attempt.set()
                 if failures:
                     logger.info("session listener reconnected")
                 failures = 0
@@ -180,6 +189,7 @@ class LiveSessions:
                         type(exc).__name__,
                     )
             finally:
+                self._first_attempt.set()
                 self.listening = False
                 self.forget_all()
                 if connection is not None:
