@@ -8,11 +8,11 @@ default:
 
 # Serve with auto-reload on HOST:PORT (default 127.0.0.1:8000); embedded PostgreSQL unless DATABASE_URL is set
 dev:
-    python -m todo_api.cli dev
+    python -m todo_api dev
 
 # Serve production-style: WEB_CONCURRENCY workers, no reload (run `just migrate` first)
 serve:
-    python -m todo_api.cli serve
+    python -m todo_api serve
 
 # Run the tests (extra arguments go to pytest, e.g. `just test -k ready -x`)
 test *args:
@@ -28,7 +28,7 @@ chaos *args:
 
 # Apply pending database migrations
 migrate:
-    python -m todo_api.cli migrate
+    python -m todo_api migrate
 
 # Create a migration from the changes to the tables (e.g. `just makemigrations "add due_at"`)
 makemigrations desc="":
@@ -47,23 +47,23 @@ fmt:
 
 # Open psql on the current database (embedded or DATABASE_URL)
 db-shell:
-    python -m todo_api.cli db-shell
+    python -m todo_api db-shell
 
 # Check the environment's settings without starting anything
 check-settings:
-    python -m todo_api.cli check-settings
+    python -m todo_api check-settings
 
 # Create an account with any role, e.g. `just create-user admin@example.com 'long password' superadmin`
 create-user email password role="user":
-    python -m todo_api.cli create-user "$1" "$2" "$3"
+    python -m todo_api create-user "$1" "$2" "$3"
 
 # Create an active staff superuser for /admin/ (or set its password), e.g. `just admin-user ops 'long password'`; prompts without arguments
 admin-user *args:
-    python -m todo_api.cli admin-user "$@"
+    python -m todo_api admin-user "$@"
 
 # Purge dead sessions, to-do tombstones past retention, expired idempotency keys (the app also runs it)
 cleanup:
-    python -m todo_api.cli cleanup
+    python -m todo_api cleanup
 
 # Measure login cost (production argon2) and /users/me p99 during a 20-login storm
 bench-auth:

@@ -4,7 +4,7 @@ import os
 
 from piccolo.conf.apps import AppRegistry
 
-from todo_api.db import Engine
+from todo_api.core.db import Engine
 
 DB = Engine(
     config={"dsn": os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1/todo_api")}

@@ -9,7 +9,7 @@
 
 Starts a throwaway embedded PostgreSQL, seeds it in SQL (users x to-dos, plus one user with
 100,000), starts three servers on loopback with the same uvicorn options and one worker each
-(ours: `python -m todo_api.cli serve`; benchmarks/ceiling.py; benchmarks/peer.py), checks that
+(ours: `python -m todo_api serve`; benchmarks/ceiling.py; benchmarks/peer.py), checks that
 they answer the same requests with equivalent bodies, then drives each scenario with wrk
 (benchmarks/wrk.lua rotates real bearer tokens across users) in interleaved rounds
 (ours, ceiling, peer, ours, ...) after a warm-up, and takes medians. Fixed-rate latency and the

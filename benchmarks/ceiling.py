@@ -765,7 +765,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 def main() -> None:
     import uvicorn
 
-    # The options `python -m todo_api.cli serve` passes (todo_api/cli.py), but no access log.
+    # The options `python -m todo_api serve` passes (todo_api/cli.py), but no access log.
     uvicorn.run(
         "benchmarks.ceiling:app",
         host=ENV.get("HOST", "127.0.0.1"),

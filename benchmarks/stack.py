@@ -26,11 +26,11 @@ import asyncpg
 import httpx
 from argon2 import PasswordHasher
 
-from todo_api import db
+from todo_api.core import db
 from todo_api.auth.tokens import TokenKeys
-from todo_api.config import load_settings
-from todo_api.embedded import FAST_UNSAFE_OPTIONS, EmbeddedPostgres, free_port
-from todo_api.pagination import Cursors
+from todo_api.core.config import load_settings
+from todo_api.ops.embedded import FAST_UNSAFE_OPTIONS, EmbeddedPostgres, free_port
+from todo_api.core.pagination import Cursors
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery staple"
@@ -206,7 +206,7 @@ def _wait_ready(base_url: str, path: str, process: subprocess.Popen[bytes], log:
 def start_server(
     name: str, database_url: str, log_dir: Path, workers: int, **overrides: str
 ) -> Server:
-    """ours: `python -m todo_api.cli serve`; ceiling/peer: the same uvicorn options.
+    """ours: `python -m todo_api serve`; ceiling/peer: the same uvicorn options.
     `overrides` go on top of the common environment."""
     port = free_port()
     env = {
@@ -219,7 +219,7 @@ def start_server(
         **overrides,
     }
     if name == "ours":
-        command = [sys.executable, "-m", "todo_api.cli", "serve"]
+        command = [sys.executable, "-m", "todo_api", "serve"]
     else:
         command = [sys.executable, "-m", f"benchmarks.{name}"]
     log = log_dir / f"{name}.log"

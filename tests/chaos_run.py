@@ -1,6 +1,6 @@
 """Fault injection against real `serve` processes, and the long run behind `just chaos`.
 
-The helpers here start `python -m todo_api.cli serve` in its own process (and process group) on a
+The helpers here start `python -m todo_api serve` in its own process (and process group) on a
 free loopback port, drive it over HTTP with httpx, and check what PostgreSQL really holds
 afterwards; tests/test_chaos.py uses them for the fast cases that run with the suite.
 
@@ -41,9 +41,9 @@ import httpx
 
 from tests.conftest import TEST_ENV
 from tests.factories import PASSWORD, unique_email
-from todo_api import db
-from todo_api.config import Settings
-from todo_api.embedded import FAST_UNSAFE_OPTIONS, EmbeddedPostgres, free_port
+from todo_api.core import db
+from todo_api.core.config import Settings
+from todo_api.ops.embedded import FAST_UNSAFE_OPTIONS, EmbeddedPostgres, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 # What the app's pool calls its connections in pg_stat_activity (todo_api/db.py).
@@ -78,7 +78,7 @@ def app_env(database_url: str, **overrides: str) -> dict[str, str]:
 
 
 class ServeProcess:
-    """`python -m todo_api.cli serve` in a process group of its own, output to a log file."""
+    """`python -m todo_api serve` in a process group of its own, output to a log file."""
 
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
         self.env = env
@@ -98,7 +98,7 @@ class ServeProcess:
     def start(self) -> None:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(  # our own CLI
-                [sys.executable, "-m", "todo_api.cli", "serve"],
+                [sys.executable, "-m", "todo_api", "serve"],
                 cwd=ROOT,
                 env=self.env,
                 stdout=log,
@@ -585,11 +585,11 @@ class CleanupOutcome:
 
 
 def run_concurrent_cleanups(database_url: str, processes: int = 2) -> CleanupOutcome:
-    """`python -m todo_api.cli cleanup` in `processes` processes started together."""
+    """`python -m todo_api cleanup` in `processes` processes started together."""
     env = app_env(database_url)
     started = [
         subprocess.Popen(  # our own CLI
-            [sys.executable, "-m", "todo_api.cli", "cleanup"],
+            [sys.executable, "-m", "todo_api", "cleanup"],
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,

@@ -21,10 +21,10 @@ import httpx
 import pytest
 from litestar import Litestar
 
-from todo_api import db
+from todo_api.core import db
 from todo_api.app import create_app
-from todo_api.config import Settings, load_settings
-from todo_api.embedded import FAST_UNSAFE_OPTIONS, EmbeddedPostgres
+from todo_api.core.config import Settings, load_settings
+from todo_api.ops.embedded import FAST_UNSAFE_OPTIONS, EmbeddedPostgres
 
 TEST_SECRET_KEY = "test-secret-key-that-is-long-enough-for-hs256-0123456789"
 TEST_ENV = {

@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import TEST_ENV
 from tests.factories import PASSWORD, Device, login, new_user
 from tests.test_cli import REPO_ROOT
-from todo_api.admin import StaffUser, save_staff_user
+from todo_api.ops.admin import StaffUser, save_staff_user
 
 pytestmark = [
     pytest.mark.anyio,
@@ -31,9 +31,9 @@ SECRETS = ("password_hash", "refresh_salt")
 
 
 def run_cli(database_url: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    """`python -m todo_api.cli ARGS` against the test's database, `stdin` typed in."""
+    """`python -m todo_api ARGS` against the test's database, `stdin` typed in."""
     return subprocess.run(
-        [sys.executable, "-m", "todo_api.cli", *args],
+        [sys.executable, "-m", "todo_api", *args],
         cwd=REPO_ROOT,
         env={**os.environ, **TEST_ENV, "DATABASE_URL": database_url},
         input=stdin,

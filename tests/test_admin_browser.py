@@ -1,5 +1,5 @@
 """The admin in a real browser: headless Debian Chromium, driven by Playwright, against a real
-server process (`python -m todo_api.cli serve`) on the test's database.
+server process (`python -m todo_api serve`) on the test's database.
 
 Skipped when /usr/bin/chromium is absent (`.ci/run` installs it). Playwright never downloads a
 browser here: it is pointed at the system's Chromium.
@@ -49,7 +49,7 @@ def server_env(database_url: str) -> dict[str, str]:
 
 @pytest.fixture
 def server(server_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
-    """`python -m todo_api.cli serve` in its own process; yields its base URL."""
+    """`python -m todo_api serve` in its own process; yields its base URL."""
     process = ServeProcess(server_env, tmp_path / "server.log")
     process.start()
     try:
@@ -65,7 +65,7 @@ def test_staff_see_an_api_users_todo_and_revoke_their_session_in_the_browser(
     from playwright.sync_api import expect, sync_playwright
 
     staff = subprocess.run(
-        [sys.executable, "-m", "todo_api.cli", "admin-user", STAFF, STAFF_PASSWORD],
+        [sys.executable, "-m", "todo_api", "admin-user", STAFF, STAFF_PASSWORD],
         cwd=REPO_ROOT,
         env=server_env,
         capture_output=True,

@@ -33,7 +33,7 @@ from tests.factories import (
     unique_email,
 )
 from tests.test_problems import assert_problem
-from todo_api.config import Settings
+from todo_api.core.config import Settings
 
 pytestmark = pytest.mark.anyio
 

@@ -2,7 +2,7 @@
 terminated, row locks held, transactions abandoned; `serve` sent SIGTERM and SIGKILL under load;
 two `serve` processes (and two cleanup jobs) on one database.
 
-Each test starts `python -m todo_api.cli serve` in processes of its own (tests/chaos_run.py has
+Each test starts `python -m todo_api serve` in processes of its own (tests/chaos_run.py has
 the helpers) and talks to it over loopback HTTP; what is stored is read back with `conn`.
 `just chaos` runs the long version: repeated kills under bigger loads.
 """
@@ -47,8 +47,8 @@ from tests.chaos_run import (
 from tests.factories import PASSWORD
 from tests.test_problems import assert_problem
 from tests.test_rate_limits import REDIS_URL, random_address, redis_reachable
-from todo_api import db
-from todo_api.embedded import FAST_UNSAFE_OPTIONS, EmbeddedPostgres
+from todo_api.core import db
+from todo_api.ops.embedded import FAST_UNSAFE_OPTIONS, EmbeddedPostgres
 
 pytestmark = pytest.mark.anyio
 

@@ -1,4 +1,4 @@
-"""The operator commands (`python -m todo_api.cli ...`), run as the justfile runs them."""
+"""The operator commands (`python -m todo_api ...`), run as the justfile runs them."""
 
 from __future__ import annotations
 
@@ -22,10 +22,10 @@ REPO_ROOT = Path(__file__).parent.parent
 
 
 def run_cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """`python -m todo_api.cli ARGS` against the test's database."""
+    """`python -m todo_api ARGS` against the test's database."""
     env = {**os.environ, **TEST_ENV, "DATABASE_URL": database_url}
     return subprocess.run(
-        [sys.executable, "-m", "todo_api.cli", *args],
+        [sys.executable, "-m", "todo_api", *args],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,
@@ -226,7 +226,7 @@ async def test_cleanup_purges_old_audit_events_and_expired_admin_sessions(
 async def test_cleanup_skips_while_another_process_holds_its_lock(
     database_url: str, conn: asyncpg.Connection
 ) -> None:
-    from todo_api.jobs import CLEANUP_LOCK_ID
+    from todo_api.ops.jobs import CLEANUP_LOCK_ID
 
     await conn.execute(
         "INSERT INTO auth_event (id, type, ip, user_agent, created_at, detail) VALUES "

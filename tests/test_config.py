@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from todo_api.config import DEFAULT_SECRET_KEY, SettingsError, load_settings
+from todo_api.core.config import DEFAULT_SECRET_KEY, SettingsError, load_settings
 
 GOOD_PROD = {
     "APP_ENV": "prod",
@@ -95,7 +95,7 @@ def test_the_app_process_refuses_to_start_with_the_default_secret_in_prod() -> N
     env = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DATABASE_URL"}}
     env.update({"APP_ENV": "prod", "DATABASE_URL": "postgresql://app@db/todo"})
     result = subprocess.run(
-        [sys.executable, "-c", "import todo_api.app"],
+        [sys.executable, "-c", "from todo_api.app import create_app; create_app()"],
         capture_output=True,
         text=True,
         env=env,
@@ -108,7 +108,7 @@ def test_the_app_process_refuses_to_start_with_the_default_secret_in_prod() -> N
 
 def test_the_cli_names_the_bad_variable_and_exits_non_zero() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "todo_api.cli", "check-settings"],
+        [sys.executable, "-m", "todo_api", "check-settings"],
         capture_output=True,
         text=True,
         env={**os.environ, "DB_POOL_MAX": "lots"},

@@ -46,7 +46,7 @@ from schemathesis.python import asgi
 from tests.conftest import TEST_ENV, execute
 from tests.factories import PASSWORD
 from todo_api.app import create_app
-from todo_api.config import load_settings
+from todo_api.core.config import load_settings
 
 if TYPE_CHECKING:
     from schemathesis.core.failures import Failure

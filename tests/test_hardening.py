@@ -12,7 +12,7 @@ import pytest
 
 from tests.factories import new_user
 from tests.test_problems import assert_problem
-from todo_api import db
+from todo_api.core import db
 
 pytestmark = pytest.mark.anyio
 

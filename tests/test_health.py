@@ -13,10 +13,10 @@ import httpx
 import pytest
 
 from tests.conftest import TEST_ENV
-from todo_api import db
+from todo_api.core import db
 from todo_api.app import create_app
-from todo_api.config import load_settings
-from todo_api.embedded import FAST_UNSAFE_OPTIONS, EmbeddedPostgres
+from todo_api.core.config import load_settings
+from todo_api.ops.embedded import FAST_UNSAFE_OPTIONS, EmbeddedPostgres
 
 pytestmark = pytest.mark.anyio
 

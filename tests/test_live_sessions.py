@@ -17,9 +17,9 @@ import httpx
 import pytest
 
 from tests.factories import Device, new_user
-from todo_api import db
+from todo_api.core import db
 from todo_api.auth.live_sessions import LiveSessions
-from todo_api.config import load_settings
+from todo_api.core.config import load_settings
 
 pytestmark = pytest.mark.anyio
 

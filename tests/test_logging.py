@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.factories import login, refresh_with, register
-from todo_api.logs import ConsoleFormatter, JsonFormatter
+from todo_api.web.logs import ConsoleFormatter, JsonFormatter
 
 pytestmark = pytest.mark.anyio
 
@@ -36,7 +36,7 @@ def log_lines() -> Iterator[Callable[[], list[dict[str, object]]]]:
 
 
 def request_lines(lines: list[dict[str, object]]) -> list[dict[str, object]]:
-    return [line for line in lines if line["logger"] == "todo_api.request"]
+    return [line for line in lines if line["logger"] == "todo_api.web.request"]
 
 
 async def test_each_request_is_logged_once_with_its_fields(

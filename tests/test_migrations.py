@@ -13,7 +13,7 @@ from piccolo.apps.migrations.commands.new import AutoMigrationManager
 from piccolo.conf.apps import Finder
 
 from tests.conftest import with_database
-from todo_api import db
+from todo_api.core import db
 from todo_api.piccolo_app import APP_CONFIG
 
 pytestmark = pytest.mark.anyio

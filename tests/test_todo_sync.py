@@ -158,9 +158,9 @@ def tamper(token: str) -> str:
 
 
 def run_cleanup(database_url: str) -> subprocess.CompletedProcess[str]:
-    """`python -m todo_api.cli cleanup` against the test's database, as an operator runs it."""
+    """`python -m todo_api cleanup` against the test's database, as an operator runs it."""
     return subprocess.run(
-        [sys.executable, "-m", "todo_api.cli", "cleanup"],
+        [sys.executable, "-m", "todo_api", "cleanup"],
         cwd=REPO_ROOT,
         env={**os.environ, **TEST_ENV, "DATABASE_URL": database_url},
         capture_output=True,

@@ -14,24 +14,24 @@ from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
 from litestar.stores.base import Store
 from litestar.stores.memory import MemoryStore
 
-from todo_api import db
-from todo_api.admin import admin_handler
+from todo_api.core import db
+from todo_api.ops.admin import admin_handler
 from todo_api.auth.controller import AuthController, provide_auth_service
 from todo_api.auth.live_sessions import LiveSessions
 from todo_api.auth.passwords import Passwords
 from todo_api.auth.security import RATE_LIMIT_STORE, build_auth, rate_limits
 from todo_api.auth.tokens import TokenKeys
-from todo_api.config import Settings, load_settings
-from todo_api.errors import problem_details_plugin
-from todo_api.hardening import cors_config, request_timeout, security_headers
-from todo_api.health import HealthController
-from todo_api.jobs import periodic_cleanup
-from todo_api.logs import log_request, logging_config, request_timer
-from todo_api.openapi import complete_document
-from todo_api.options import allow_every_method
-from todo_api.pagination import Cursors
-from todo_api.request import StrictRequest
-from todo_api.request_id import add_request_id_header
+from todo_api.core.config import Settings, load_settings
+from todo_api.core.errors import problem_details_plugin
+from todo_api.web.hardening import cors_config, request_timeout, security_headers
+from todo_api.web.health import HealthController
+from todo_api.ops.jobs import periodic_cleanup
+from todo_api.web.logs import log_request, logging_config, request_timer
+from todo_api.web.openapi import complete_document
+from todo_api.web.allow import allow_every_method
+from todo_api.core.pagination import Cursors
+from todo_api.web.request import StrictRequest
+from todo_api.web.request_id import add_request_id_header
 from todo_api.todos.controller import TodoController, provide_todo_service
 from todo_api.users.controller import MeController, UsersController, provide_user_service
 
@@ -126,5 +126,3 @@ def create_app(settings: Settings | None = None) -> Litestar:
     complete_document(app, auth)
     return app
 
-
-app = create_app()

@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from todo_api import db
+from todo_api.core import db
 
 # A prepared statement rather than Piccolo's insert: refresh, login and logout all write one
 # (Piccolo's builder cost more than the insert itself; see README, Benchmarks).

@@ -30,10 +30,10 @@ from todo_api.auth.security import (
     set_auth_cookies,
 )
 from todo_api.auth.service import AuthService, CurrentUser
-from todo_api.errors import BadRequest, problem_response
-from todo_api.pagination import DEFAULT_LIMIT
-from todo_api.params import Cursor, Limit
-from todo_api.schemas import Page, Schema
+from todo_api.core.errors import BadRequest, problem_response
+from todo_api.core.pagination import DEFAULT_LIMIT
+from todo_api.web.params import Cursor, Limit
+from todo_api.core.schemas import Page, Schema
 from todo_api.users.schemas import User
 
 PUBLIC = {"exclude_from_auth": True}

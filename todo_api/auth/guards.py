@@ -12,7 +12,7 @@ from litestar.handlers.base import BaseRouteHandler
 
 from todo_api.auth.live_sessions import LiveSessions
 from todo_api.auth.service import ROLE_RANK, CurrentUser
-from todo_api.config import Settings
+from todo_api.core.config import Settings
 
 # Async: Litestar runs a synchronous guard in a worker thread (~50 µs a request).
 Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Awaitable[None]]

@@ -36,8 +36,8 @@ from typing import Any
 
 import asyncpg
 
-from todo_api import db
-from todo_api.jobs import running
+from todo_api.core import db
+from todo_api.ops.jobs import running
 
 CHANNEL = "todo_api_sessions"
 ENTRY_SECONDS = 60.0

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from todo_api.config import Settings
+from todo_api.core.config import Settings
 
 # Hashing runs at the lowest scheduling priority: a login storm then takes
 # the CPU the event loop does not need, instead of an equal share of it.

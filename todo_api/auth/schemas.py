@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from msgspec import Meta
 
-from todo_api.schemas import END, Schema
+from todo_api.core.schemas import END, Schema
 from todo_api.users.schemas import DisplayName, Email, Password, User, Username
 
 DeviceName = Annotated[str, Meta(min_length=1, max_length=100)]

@@ -24,7 +24,7 @@ from todo_api.auth.audit import Client
 from todo_api.auth.live_sessions import LiveSessions
 from todo_api.auth.service import CurrentUser, IssuedTokens
 from todo_api.auth.tokens import InvalidToken, TokenKeys, decode_access
-from todo_api.config import Settings
+from todo_api.core.config import Settings
 
 AUTH_PATH = "/api/v1/auth"
 TOKEN_URL = f"{AUTH_PATH}/token"

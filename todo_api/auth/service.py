@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 from piccolo.custom_types import Combinable
 
-from todo_api import db
+from todo_api.core import db
 from todo_api.auth import audit
 from todo_api.auth.audit import Client
 from todo_api.auth.live_sessions import sessions_changed
@@ -26,10 +26,10 @@ from todo_api.auth.schemas import (
 )
 from todo_api.auth.tables import AuthEvent, DeviceSession
 from todo_api.auth.tokens import InvalidToken, TokenKeys
-from todo_api.config import Settings
-from todo_api.errors import Conflict, NotFound, TooManyRequests, Unauthorized
-from todo_api.pagination import Cursors, keyset_page
-from todo_api.schemas import Page, PageMeta
+from todo_api.core.config import Settings
+from todo_api.core.errors import Conflict, NotFound, TooManyRequests, Unauthorized
+from todo_api.core.pagination import Cursors, keyset_page
+from todo_api.core.schemas import Page, PageMeta
 from todo_api.users.schemas import User as UserOut
 from todo_api.users.tables import User
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import jwt
 
-from todo_api.config import Settings
+from todo_api.core.config import Settings
 
 ALGORITHM = "HS256"
 ISSUER = "todo-api"

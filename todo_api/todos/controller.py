@@ -13,10 +13,10 @@ from litestar.openapi.spec import Example
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
 from todo_api.auth.service import CurrentUser
-from todo_api.errors import BadRequest, problem_response
-from todo_api.pagination import DEFAULT_LIMIT
-from todo_api.params import Cursor, DueBound, Limit, SearchText, moment
-from todo_api.schemas import END, Page
+from todo_api.core.errors import BadRequest, problem_response
+from todo_api.core.pagination import DEFAULT_LIMIT
+from todo_api.web.params import Cursor, DueBound, Limit, SearchText, moment
+from todo_api.core.schemas import END, Page
 from todo_api.todos.schemas import ChangesPage, DeletedTodo, Sort, Todo, TodoCreate, TodoUpdate
 from todo_api.todos.service import TodoFilter, TodoService, etag
 

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from todo_api.schemas import SPACE, Output, PageMeta, Schema
+from todo_api.core.schemas import SPACE, Output, PageMeta, Schema
 
 # `pattern` is a search: at least one non-space character, so a blank title is refused.
 Title = Annotated[str, Meta(min_length=1, max_length=500, pattern=f"[^{SPACE}]")]

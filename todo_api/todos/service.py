@@ -1,7 +1,7 @@
 """The rules for a user's to-dos. Every query is scoped to the owner, here and only here.
 
 The hot paths (create, get, update/complete/delete, list, delta sync) are prepared statements
-run through `todo_api.db` rather than Piccolo's query builder: building the SQL cost ~0.15 ms of
+run through `todo_api.core.db` rather than Piccolo's query builder: building the SQL cost ~0.15 ms of
 Python per query, a quarter of a request's CPU under `just bench` (see README, Benchmarks). The
 paginated reads need row-value comparisons on sort expressions (`(coalesce(due_at, ...), id) >
 (...)`) the builder cannot express anyway. All SQL is assembled only from the constant fragments in
@@ -19,10 +19,10 @@ from typing import Any
 
 import msgspec
 
-from todo_api import db
-from todo_api.errors import BadRequest, Gone, NotFound, Unprocessable, VersionMismatch
-from todo_api.pagination import Cursors, keyset_page
-from todo_api.schemas import Page, PageMeta
+from todo_api.core import db
+from todo_api.core.errors import BadRequest, Gone, NotFound, Unprocessable, VersionMismatch
+from todo_api.core.pagination import Cursors, keyset_page
+from todo_api.core.schemas import Page, PageMeta
 from todo_api.todos.schemas import (
     ChangesPage,
     DeletedTodo,

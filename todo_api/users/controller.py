@@ -12,10 +12,10 @@ from litestar.params import FromPath, JSONBody
 from todo_api.auth.guards import requires_role
 from todo_api.auth.security import client_of
 from todo_api.auth.service import CurrentUser
-from todo_api.errors import problem_response
-from todo_api.pagination import DEFAULT_LIMIT
-from todo_api.params import Cursor, Limit, SearchText
-from todo_api.schemas import Page
+from todo_api.core.errors import problem_response
+from todo_api.core.pagination import DEFAULT_LIMIT
+from todo_api.web.params import Cursor, Limit, SearchText
+from todo_api.core.schemas import Page
 from todo_api.users.schemas import (
     AccountDeletion,
     AdminUserUpdate,

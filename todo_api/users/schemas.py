@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from todo_api.schemas import END, SPACE, Schema
+from todo_api.core.schemas import END, SPACE, Schema
 
 Role = Literal["user", "admin", "superadmin"]
 Email = Annotated[

@@ -21,10 +21,10 @@ from todo_api.auth.service import (
     revoke_user_sessions,
     user_out,
 )
-from todo_api.config import Settings
-from todo_api.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
-from todo_api.pagination import Cursors, keyset_page
-from todo_api.schemas import Page, PageMeta
+from todo_api.core.config import Settings
+from todo_api.core.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
+from todo_api.core.pagination import Cursors, keyset_page
+from todo_api.core.schemas import Page, PageMeta
 from todo_api.users.schemas import (
     AdminUserUpdate,
     NewAccount,

@@ -14,9 +14,9 @@ from typing import Any
 
 from piccolo_api.session_auth.tables import SessionsBase
 
-from todo_api import db
+from todo_api.core import db
 from todo_api.auth.tables import AuthEvent, DeviceSession
-from todo_api.config import Settings
+from todo_api.core.config import Settings
 from todo_api.todos.service import IDEMPOTENCY_KEY_LIFETIME
 from todo_api.todos.tables import IdempotencyKey, SyncHorizon, Todo
 

@@ -1,4 +1,4 @@
-"""Operator commands behind the justfile recipes: `python -m todo_api.cli <command>`.
+"""Operator commands behind the justfile recipes: `python -m todo_api <command>`.
 
 Plain argparse rather than Litestar's CLI: these commands decide DATABASE_URL (starting the
 embedded PostgreSQL when it is unset) before the app, which reads it, is imported.
@@ -17,12 +17,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from todo_api.config import Settings, SettingsError, load_settings
+from todo_api.core.config import Settings, SettingsError, load_settings
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 EMBEDDED_DATA_DIR = PROJECT_ROOT / ".data" / "pg"
 EMBEDDED_DATABASE = "todo_api"
-APP = "todo_api.app:app"
+# uvicorn builds the app in each worker (factory mode): nothing is built at import time.
+APP_FACTORY = "todo_api.app:create_app"
 
 
 @contextmanager
@@ -33,7 +34,7 @@ def database_url() -> Iterator[str]:
         return
     if os.environ.get("APP_ENV") == "prod":
         sys.exit("error: DATABASE_URL must be set when APP_ENV=prod (no embedded database in prod)")
-    from todo_api.embedded import EmbeddedPostgres
+    from todo_api.ops.embedded import EmbeddedPostgres
 
     server = EmbeddedPostgres(EMBEDDED_DATA_DIR)
     already_running = server.running_port() is not None
@@ -73,7 +74,7 @@ def _settings() -> Settings:
 
 def migrate() -> None:
     """Apply pending migrations."""
-    from todo_api import db
+    from todo_api.core import db
 
     with database_url() as url:
         asyncio.run(db.migrate(url))
@@ -83,7 +84,8 @@ def _run_uvicorn(settings: Settings, **options: Any) -> None:
     import uvicorn
 
     uvicorn.run(
-        APP,
+        APP_FACTORY,
+        factory=True,
         host=settings.host,
         port=settings.port,
         # uvicorn trusts X-Forwarded-For from 127.0.0.1 by default; trust only configured proxies.
@@ -116,7 +118,7 @@ def db_shell() -> None:
     """psql against the current database."""
     psql = shutil.which("psql")
     if psql is None:
-        from todo_api.embedded import bin_dir
+        from todo_api.ops.embedded import bin_dir
 
         psql = str(bin_dir() / "psql")
     with database_url() as url:
@@ -125,7 +127,7 @@ def db_shell() -> None:
 
 def create_user(email: str, password: str, role: str) -> None:
     """Create an account with any role (the way to make the first admin)."""
-    from todo_api import db
+    from todo_api.core import db
     from todo_api.users.service import create_account
 
     async def run() -> None:
@@ -147,8 +149,8 @@ def admin_user(username: str | None, password: str | None) -> None:
         get_username,
     )
 
-    from todo_api import db
-    from todo_api.admin import save_staff_user
+    from todo_api.core import db
+    from todo_api.ops.admin import save_staff_user
 
     try:
         if username is None:
@@ -174,7 +176,8 @@ def admin_user(username: str | None, password: str | None) -> None:
 
 def cleanup() -> None:
     """Purge dead sessions, old tombstones and expired idempotency keys once."""
-    from todo_api import db, jobs
+    from todo_api.core import db
+    from todo_api.ops import jobs
 
     async def run() -> jobs.CleanupResult:
         async with db.connection_pool(settings):
@@ -212,7 +215,7 @@ COMMANDS: dict[str, Callable[[], None]] = {
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m todo_api.cli", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m todo_api", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     for name, function in COMMANDS.items():
         commands.add_parser(name, help=function.__doc__)
@@ -224,7 +227,7 @@ def main(argv: list[str] | None = None) -> None:
     staff.add_argument("username", nargs="?")
     staff.add_argument("password", nargs="?")
     args = parser.parse_args(argv)
-    from todo_api.errors import DomainError
+    from todo_api.core.errors import DomainError
 
     try:
         if args.command == "create-user":

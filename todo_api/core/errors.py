@@ -16,7 +16,7 @@ from litestar.plugins.problem_details import (
     ProblemDetailsPlugin,
 )
 
-from todo_api import db
+from todo_api.core import db
 
 # Seconds a client should wait before retrying while the database is unavailable.
 RETRY_AFTER_DB_SECONDS = 2

@@ -15,8 +15,8 @@ import msgspec
 from litestar.logging.config import LoggingConfig
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from todo_api.config import Settings
-from todo_api.request_id import full_path, request_id
+from todo_api.core.config import Settings
+from todo_api.web.request_id import full_path, request_id
 
 # The logging HOWTO's "Optimization": none of our formats shows the caller's file and line,
 # thread or process, so LogRecords need not look them up (a stack walk and three lookups for
@@ -26,7 +26,7 @@ logging.logThreads = False
 logging.logProcesses = False
 logging.logMultiprocessing = False
 
-REQUEST_LOGGER = "todo_api.request"
+REQUEST_LOGGER = "todo_api.web.request"
 _STARTED = "request_started"
 # LogRecord attributes that are not "extra" fields passed by the caller.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}

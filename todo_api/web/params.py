@@ -13,7 +13,7 @@ import msgspec
 from litestar.openapi.spec import OpenAPIFormat
 from litestar.params import QueryParameter
 
-from todo_api.errors import BadRequest
+from todo_api.core.errors import BadRequest
 
 MAX_CURSOR_LENGTH = 512
 

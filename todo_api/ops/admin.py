@@ -46,7 +46,7 @@ from todo_api.auth.live_sessions import sessions_changed
 from todo_api.auth.security import client_ip
 from todo_api.auth.service import login_column, now, revoke_user_sessions
 from todo_api.auth.tables import AuthEvent, DeviceSession
-from todo_api.config import Settings
+from todo_api.core.config import Settings
 from todo_api.todos.tables import Todo
 from todo_api.users.tables import User
 

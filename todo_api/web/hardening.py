@@ -10,9 +10,9 @@ from litestar.config.cors import CORSConfig
 from litestar.datastructures import MutableScopeHeaders
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from todo_api.config import Settings
-from todo_api.errors import ServiceUnavailable
-from todo_api.request_id import full_path
+from todo_api.core.config import Settings
+from todo_api.core.errors import ServiceUnavailable
+from todo_api.web.request_id import full_path
 
 # JSON API responses need nothing from a browser: no scripts, no framing.
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"

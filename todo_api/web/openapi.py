@@ -36,7 +36,7 @@ from litestar.openapi.spec import (
 from litestar.routes import HTTPRoute
 from litestar.security.base import AbstractSecurityConfig
 
-from todo_api.errors import PROBLEM_DETAILS_SCHEMA, PROBLEM_MEDIA_TYPE
+from todo_api.core.errors import PROBLEM_DETAILS_SCHEMA, PROBLEM_MEDIA_TYPE
 
 PROBLEM = Reference(ref="#/components/schemas/ProblemDetails")
 

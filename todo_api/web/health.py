@@ -6,9 +6,9 @@ import msgspec
 from litestar import Controller, get
 from litestar.di import NamedDependency
 
-from todo_api import db
-from todo_api.config import Settings
-from todo_api.errors import ServiceUnavailable
+from todo_api.core import db
+from todo_api.core.config import Settings
+from todo_api.core.errors import ServiceUnavailable
 
 # A readiness probe that hangs is worse than one that fails: load balancers give up and guess.
 READY_TIMEOUT_SECONDS = 2.0

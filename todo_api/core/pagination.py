@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from todo_api.errors import BadRequest
+from todo_api.core.errors import BadRequest
 
 DEFAULT_LIMIT = 20
 _MAC_BYTES = 16

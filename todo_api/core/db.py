@@ -13,7 +13,7 @@ from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 from piccolo.engine.finder import engine_finder
 from piccolo.engine.postgres import PostgresEngine, PostgresTransaction
 
-from todo_api.config import Settings
+from todo_api.core.config import Settings
 
 # Raised when the server is down, restarting, refusing connections or too slow to answer.
 DATABASE_UNAVAILABLE = (

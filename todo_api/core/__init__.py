@@ -1,0 +1,1 @@
+"""What every feature shares: settings, the database, errors, base schemas, pagination, identity."""

@@ -1,0 +1,1 @@
+"""Operator tooling: the CLI, periodic jobs, the admin UI, the embedded PostgreSQL."""

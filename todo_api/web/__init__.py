@@ -1,0 +1,1 @@
+"""HTTP plumbing: strict bodies, request ids, security headers, logs, OpenAPI fixes, health."""
