@@ -1,6 +1,6 @@
 """Indexes Piccolo's columns cannot express: partial and multi-column ones."""
 
-from todo_api.db import raw_sql_migration
+from raw_sql import raw_sql_migration
 
 ID = "2026-11-24T00:28:30:714881"
 VERSION = "1.38.0"

@@ -1,7 +1,7 @@
 """What Piccolo's columns cannot express for to-dos: the sync trigger, partial and
 expression indexes, and the single sync-horizon row."""
 
-from todo_api.db import raw_sql_migration
+from raw_sql import raw_sql_migration
 
 ID = "2026-11-24T00:51:43:631702"
 VERSION = "1.38.0"

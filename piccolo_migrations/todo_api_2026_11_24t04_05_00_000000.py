@@ -1,7 +1,7 @@
 """NOTIFY todo_api_sessions when a session stops being live or an account's role or standing
 changes, so every process's live-session cache (todo_api/auth/live_sessions.py) forgets it."""
 
-from todo_api.db import raw_sql_migration
+from raw_sql import raw_sql_migration
 
 ID = "2026-11-24T04:05:00:000000"
 VERSION = "1.38.0"

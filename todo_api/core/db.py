@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
-from piccolo.apps.migrations.auto.migration_manager import MigrationManager
 from piccolo.engine.finder import engine_finder
 from piccolo.engine.postgres import PostgresEngine, PostgresTransaction
 
@@ -215,35 +214,6 @@ async def forget_broken_connections() -> None:
     pool: Any = get_engine().pool
     if pool is not None:
         await pool.expire_connections()
-
-
-def raw_sql_migration(
-    migration_id: str, description: str, forwards: list[str], backwards: list[str]
-) -> Callable[[], Awaitable[MigrationManager]]:
-    """A migration's `forwards` for SQL Piccolo's columns cannot express (triggers, partial and
-    expression indexes): runs `forwards` in order, and `backwards` when migrating back."""
-
-    async def build() -> MigrationManager:
-        manager = MigrationManager(
-            migration_id=migration_id, app_name="todo_api", description=description
-        )
-
-        async def run(statements: list[str]) -> None:
-            engine = get_engine()
-            for statement in statements:
-                await engine.run_ddl(statement)
-
-        async def apply() -> None:
-            await run(forwards)
-
-        async def revert() -> None:
-            await run(backwards)
-
-        manager.add_raw(apply)
-        manager.add_raw_backwards(revert)
-        return manager
-
-    return build
 
 
 async def migrate(database_url: str) -> None:
