@@ -1,4 +1,8 @@
-"""The application factory: wiring only (plugins, middleware, routes, providers)."""
+"""The application factory: wiring only (plugins, middleware, routes, providers).
+
+Served through uvicorn's factory mode (`todo_api.app:create_app`): nothing is built at import.
+A new resource adds its controller to `route_handlers` and its PROVIDERS to `dependencies`.
+"""
 
 from __future__ import annotations
 
@@ -11,57 +15,42 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
-from litestar.stores.base import Store
-from litestar.stores.memory import MemoryStore
 
+from todo_api.auth import controller as auth
+from todo_api.auth.authentication import build_auth
+from todo_api.auth.rate_limits import RATE_LIMIT_STORE, rate_limit_store, rate_limits
+from todo_api.context import AppContext
 from todo_api.core import db
-from todo_api.ops.admin import admin_handler
-from todo_api.auth.controller import AuthController, provide_auth_service
-from todo_api.auth.live_sessions import LiveSessions
-from todo_api.auth.passwords import Passwords
-from todo_api.auth.security import RATE_LIMIT_STORE, build_auth, rate_limits
-from todo_api.auth.tokens import TokenKeys
 from todo_api.core.config import Settings, load_settings
 from todo_api.core.errors import problem_details_plugin
+from todo_api.ops.admin import admin_handler
+from todo_api.ops.jobs import periodic_cleanup
+from todo_api.todos import controller as todos
+from todo_api.users import controller as users
+from todo_api.web.allow import allow_every_method
 from todo_api.web.hardening import cors_config, request_timeout, security_headers
 from todo_api.web.health import HealthController
-from todo_api.ops.jobs import periodic_cleanup
 from todo_api.web.logs import log_request, logging_config, request_timer
 from todo_api.web.openapi import complete_document
-from todo_api.web.allow import allow_every_method
-from todo_api.core.pagination import Cursors
 from todo_api.web.request import StrictRequest
 from todo_api.web.request_id import add_request_id_header
-from todo_api.todos.controller import TodoController, provide_todo_service
-from todo_api.users.controller import MeController, UsersController, provide_user_service
-
-
-def rate_limit_store(settings: Settings) -> Store:
-    """Counters in Redis when REDIS_URL is set (shared by every process), else in memory."""
-    if settings.redis_url:
-        from litestar.stores.redis import RedisStore
-
-        return RedisStore.with_client(url=settings.redis_url, namespace="todo_api")
-    return MemoryStore()
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
     """Build the app for `settings` (default: from the environment). Connects only in its lifespan."""
     settings = settings or load_settings()
-    keys = TokenKeys(settings)
-    passwords = Passwords(settings)
-    auth = build_auth(settings, keys)
-    live_sessions = LiveSessions()
+    context = AppContext.build(settings)
+    authentication = build_auth(settings, context.keys)
 
     @asynccontextmanager
     async def database(_: Litestar) -> AsyncIterator[None]:
         async with (
             db.connection_pool(settings),
-            live_sessions.listener(settings.database_url),
+            context.live_sessions.listener(settings.database_url),
             periodic_cleanup(settings),
         ):
             yield
-        passwords.close()
+        context.passwords.close()
 
     def provide_settings() -> Settings:
         return settings
@@ -78,29 +67,21 @@ def create_app(settings: Settings | None = None) -> Litestar:
     app = Litestar(
         route_handlers=[
             HealthController,
-            AuthController,
-            MeController,
-            UsersController,
-            TodoController,
-            admin_handler(settings),
+            auth.AuthController,
+            users.MeController,
+            users.UsersController,
+            todos.TodoController,
+            admin_handler(context),
         ],
         dependencies={
             "settings": Provide(provide_settings, use_cache=True, sync_to_thread=False),
-            "auth": Provide(provide_auth_service, sync_to_thread=False),
-            "users": Provide(provide_user_service, sync_to_thread=False),
-            "todos": Provide(provide_todo_service, sync_to_thread=False),
+            **auth.PROVIDERS,
+            **users.PROVIDERS,
+            **todos.PROVIDERS,
         },
-        state=State(
-            {
-                "settings": settings,
-                "token_keys": keys,
-                "passwords": passwords,
-                "live_sessions": live_sessions,
-                "cursors": Cursors(settings.key_for("cursor")),
-            }
-        ),
+        state=State(context.state()),
         lifespan=[database],
-        on_app_init=[auth.on_app_init, outermost],
+        on_app_init=[authentication.on_app_init, outermost],
         middleware=rate_limits(settings),
         cors_config=cors_config(settings),
         logging_config=logging_config(settings),
@@ -123,6 +104,5 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ),
         debug=False,
     )
-    complete_document(app, auth)
+    complete_document(app, authentication)
     return app
-

@@ -1,1 +1,11 @@
-"""Accounts, device sessions and tokens."""
+"""Identity, device sessions, tokens and the audit trail.
+
+What other features may use is exported here, on purpose; everything else in this package is
+its own business. (Imports here stay clear of `auth.service`, which imports `users`.)
+"""
+
+from todo_api.auth.audit import record_event
+from todo_api.auth.live_sessions import sessions_changed
+from todo_api.auth.sessions import AuditAs, end_sessions, session_exists
+
+__all__ = ["AuditAs", "end_sessions", "record_event", "session_exists", "sessions_changed"]

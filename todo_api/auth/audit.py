@@ -3,30 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import msgspec
 
-from todo_api.core import db
-
-# A prepared statement rather than Piccolo's insert: refresh, login and logout all write one
-# (Piccolo's builder cost more than the insert itself; see README, Benchmarks).
-RECORD_SQL = (
-    "INSERT INTO auth_event (type, user_id, session_id, ip, user_agent, detail) "
-    "VALUES ($1, $2, $3, $4, $5, $6::jsonb)"
-)
+from todo_api.auth import queries
+from todo_api.auth.tables import AuthEvent
+from todo_api.core.identity import Client
 
 
-@dataclass(frozen=True, slots=True)
-class Client:
-    """Where a request came from, as far as we can trust it."""
-
-    ip: str
-    user_agent: str
-
-
-async def record(
+async def record_event(
     event_type: str,
     client: Client,
     *,
@@ -34,8 +21,8 @@ async def record(
     session_id: uuid.UUID | None = None,
     **detail: Any,
 ) -> None:
-    await db.fetchval(
-        RECORD_SQL,
+    """Append one event (in the current transaction, if any)."""
+    await queries.record_event(
         event_type,
         user_id,
         session_id,
@@ -43,3 +30,9 @@ async def record(
         client.user_agent[:512],
         msgspec.json.encode(detail).decode(),
     )
+
+
+async def purge_events(before: datetime) -> int:
+    """Delete the events older than `before`; how many."""
+    rows = await AuthEvent.delete().where(AuthEvent.created_at < before).returning(AuthEvent.id)
+    return len(rows)

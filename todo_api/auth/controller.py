@@ -6,9 +6,10 @@ from typing import Any
 from uuid import UUID
 
 from litestar import Controller, Request, Response, delete, get, patch, post
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, URLEncodedBody
 
+from todo_api.auth.cookies import AUTH_PATH, clear_auth_cookies, refresh_cookie, set_auth_cookies
 from todo_api.auth.guards import reject_cross_site
 from todo_api.auth.schemas import (
     AnyPassword,
@@ -17,24 +18,19 @@ from todo_api.auth.schemas import (
     LoginRequest,
     LoginResponse,
     OAuth2TokenResponse,
-    RegisterRequest,
     Session,
     SessionRename,
     TokenResponse,
 )
-from todo_api.auth.security import (
-    AUTH_PATH,
-    clear_auth_cookies,
-    client_of,
-    refresh_cookie,
-    set_auth_cookies,
-)
-from todo_api.auth.service import AuthService, CurrentUser
+from todo_api.auth.service import AuthService
+from todo_api.context import AppContext
 from todo_api.core.errors import BadRequest, problem_response
+from todo_api.core.identity import CurrentUser
 from todo_api.core.pagination import DEFAULT_LIMIT
-from todo_api.web.params import Cursor, Limit
 from todo_api.core.schemas import Page, Schema
-from todo_api.users.schemas import User
+from todo_api.users.schemas import RegisterRequest, User
+from todo_api.users.service import UserService
+from todo_api.web.params import Cursor, Limit
 
 PUBLIC = {"exclude_from_auth": True}
 WRONG_CREDENTIALS = {401: problem_response("Wrong login or password")}
@@ -42,14 +38,17 @@ WRONG_CREDENTIALS = {401: problem_response("Wrong login or password")}
 
 def provide_auth_service(request: Request[Any, Any, Any]) -> AuthService:
     """Per request: the service, told who is calling from where."""
-    state = request.app.state
+    context = AppContext.of(request)
     return AuthService(
-        state.settings,
-        state.token_keys,
-        state.passwords,
-        state.cursors,
-        client_of(request, state.settings),
+        context.settings,
+        context.keys,
+        context.passwords,
+        context.cursors,
+        context.client(request),
     )
+
+
+PROVIDERS = {"auth": Provide(provide_auth_service, sync_to_thread=False)}
 
 
 class OAuth2PasswordForm(Schema, forbid_unknown_fields=False):
@@ -71,9 +70,9 @@ class AuthController(Controller):
         responses={409: problem_response("An account with this email or username exists")},
     )
     async def register(
-        self, data: JSONBody[RegisterRequest], auth: NamedDependency[AuthService]
+        self, data: JSONBody[RegisterRequest], users: NamedDependency[UserService]
     ) -> User:
-        return await auth.register(data)
+        return await users.create(data)
 
     @post(
         "/login",

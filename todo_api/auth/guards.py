@@ -10,9 +10,8 @@ from litestar.exceptions import NotAuthorizedException, PermissionDeniedExceptio
 from litestar.handlers import HTTPRouteHandler
 from litestar.handlers.base import BaseRouteHandler
 
-from todo_api.auth.live_sessions import LiveSessions
-from todo_api.auth.service import ROLE_RANK, CurrentUser
-from todo_api.core.config import Settings
+from todo_api.context import AppContext
+from todo_api.core.identity import CurrentUser, Role, has_role
 
 # Async: Litestar runs a synchronous guard in a worker thread (~50 µs a request).
 Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Awaitable[None]]
@@ -30,7 +29,7 @@ def _answers_only_allow(handler: BaseRouteHandler) -> bool:
     )
 
 
-def requires_role(role: str) -> Guard:
+def requires_role(role: Role) -> Guard:
     """Let through callers whose role is `role` or above."""
 
     async def guard(
@@ -44,11 +43,11 @@ def requires_role(role: str) -> Guard:
             raise NotAuthorizedException()
         # The role as stored now, not as cached (auth/live_sessions.py): a demotion made by
         # another process must bind at once on these routes, which are few and not hot.
-        sessions: LiveSessions = connection.app.state.live_sessions
+        sessions = AppContext.of(connection).live_sessions
         current = await sessions.role_of(user.id, user.session_id, fresh=True)
         if current is None:
             raise NotAuthorizedException()
-        if ROLE_RANK.get(current, -1) < ROLE_RANK[role]:
+        if not has_role(current, role):
             raise PermissionDeniedException(f"This needs the {role} role.")
 
     return guard
@@ -62,7 +61,7 @@ async def reject_cross_site(
     Runs before the handler, so a refused refresh consumes nothing. SameSite=Strict cookies
     already stop most of this; the check also covers old browsers and same-site subdomains.
     """
-    settings: Settings = connection.app.state.settings
+    settings = AppContext.of(connection).settings
     origin = connection.headers.get("origin")
     allowed = origin is not None and origin in settings.allowed_origins
     if connection.headers.get("sec-fetch-site") == "cross-site" and not allowed:

@@ -1,9 +1,8 @@
 """Which device sessions are live: a per-process cache kept true by PostgreSQL LISTEN/NOTIFY.
 
 Every authenticated request must know that its access token's session is still live and its
-account active. Asking PostgreSQL each time cost a round trip and a pooled connection per request
-(~20% of a GET's CPU under `just bench`); this cache answers from memory instead, and stays
-exactly as strict:
+account active. Asking PostgreSQL each time costs a round trip and a pooled connection per
+request; this cache answers from memory instead, and stays exactly as strict:
 
 - Triggers (migration `todo_api_2026_11_24t04_05_00_000000`) `NOTIFY todo_api_sessions` whenever a session is revoked,
   deleted or re-dated, and whenever an account's role or `is_active` changes or it is deleted,
@@ -31,13 +30,12 @@ import uuid
 import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-from todo_api.core import db
-from todo_api.ops.jobs import running
+from todo_api.auth import queries
+from todo_api.core.tasks import running
 
 CHANNEL = "todo_api_sessions"
 ENTRY_SECONDS = 60.0
@@ -45,14 +43,6 @@ MAX_ENTRIES = 20_000
 PING_SECONDS = 1.0
 FIRST_CONNECT_SECONDS = 5.0
 RECONNECT_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
-
-# role and expiry of a live session of an active account, or no row.
-LIVE_SESSION_SQL = (
-    "SELECT u.role, s.expires_at FROM device_session s "
-    'JOIN app_user u ON u.id = s."user" '
-    'WHERE s.id = $1 AND s."user" = $2 AND s.revoked_at IS NULL AND s.expires_at > now() '
-    "AND u.is_active"
-)
 
 logger = logging.getLogger(__name__)
 _caches: weakref.WeakSet[LiveSessions] = weakref.WeakSet()
@@ -101,18 +91,16 @@ class LiveSessions:
                 return entry.role
             self._entries.pop(session_id, None)
         generation = self._generation
-        row = await db.fetchrow(LIVE_SESSION_SQL, session_id, user_id)
-        if row is None:
+        live = await queries.live_session(session_id, user_id)
+        if live is None:
             return None
-        role: str = row["role"]
-        expires_at: datetime = row["expires_at"]
         if self.listening and generation == self._generation:
             if len(self._entries) >= MAX_ENTRIES:
                 self._entries.pop(next(iter(self._entries)))
             self._entries[session_id] = _Entry(
-                user_id, role, expires_at.timestamp(), time.monotonic() + ENTRY_SECONDS
+                user_id, live.role, live.expires_at.timestamp(), time.monotonic() + ENTRY_SECONDS
             )
-        return role
+        return live.role
 
     def forget_all(self) -> None:
         self._generation += 1

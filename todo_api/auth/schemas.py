@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from msgspec import Meta
 
 from todo_api.core.schemas import END, Schema
-from todo_api.users.schemas import DisplayName, Email, Password, User, Username
+from todo_api.users.schemas import User
 
 DeviceName = Annotated[str, Meta(min_length=1, max_length=100)]
 DeviceId = Annotated[
@@ -24,13 +24,6 @@ DeviceId = Annotated[
 ShortLabel = Annotated[str, Meta(min_length=1, max_length=50)]
 Login = Annotated[str, Meta(min_length=1, max_length=320)]
 AnyPassword = Annotated[str, Meta(min_length=1, max_length=1024)]
-
-
-class RegisterRequest(Schema):
-    email: Email
-    password: Password
-    username: Username | None = None
-    display_name: DisplayName = ""
 
 
 class LoginRequest(Schema):

@@ -1,151 +1,56 @@
-"""Accounts, logins, device sessions and refresh rotation: the rules, with no web framework in sight."""
+"""Logins, device sessions, refresh rotation and the caller's security events: the rules, with
+no web framework in sight. Accounts themselves belong to `users`."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime, timedelta
 
-import asyncpg
 from piccolo.custom_types import Combinable
 
+from todo_api.auth import queries, schemas, tables
+from todo_api.auth.audit import record_event
+from todo_api.auth.schemas import LoginRequest, Session
+from todo_api.auth.sessions import AuditAs, end_sessions, is_live, live
+from todo_api.auth.tokens import InvalidToken, IssuedTokens, TokenKeys
 from todo_api.core import db
-from todo_api.auth import audit
-from todo_api.auth.audit import Client
-from todo_api.auth.live_sessions import sessions_changed
-from todo_api.auth.passwords import Passwords
-from todo_api.auth.schemas import (
-    AuthEvent as AuthEventOut,
-)
-from todo_api.auth.schemas import (
-    LoginRequest,
-    RegisterRequest,
-    Session,
-)
-from todo_api.auth.tables import AuthEvent, DeviceSession
-from todo_api.auth.tokens import InvalidToken, TokenKeys
-from todo_api.core.config import Settings
-from todo_api.core.errors import Conflict, NotFound, TooManyRequests, Unauthorized
+from todo_api.core.clock import now
+from todo_api.core.config import Settings, parse_rate
+from todo_api.core.errors import NotFound, TooManyRequests, Unauthorized
+from todo_api.core.identity import Client, CurrentUser
 from todo_api.core.pagination import Cursors, keyset_page
 from todo_api.core.schemas import Page, PageMeta
-from todo_api.users.schemas import User as UserOut
-from todo_api.users.tables import User
+from todo_api.users import service as accounts
+from todo_api.users.passwords import Passwords
+from todo_api.users.schemas import User
 
 INVALID_CREDENTIALS = "Invalid login or password."
 INVALID_REFRESH = "The refresh token is missing, invalid or expired; log in again."
-ROLE_RANK = {"user": 0, "admin": 1, "superadmin": 2}
-RATE_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
-USER_COLUMNS = (
-    User.id,
-    User.email,
-    User.username,
-    User.display_name,
-    User.role,
-    User.is_active,
-    User.created_at,
-    User.last_login_at,
-)
 SESSION_COLUMNS = (
-    DeviceSession.id,
-    DeviceSession.device_name,
-    DeviceSession.device_id,
-    DeviceSession.platform,
-    DeviceSession.app_version,
-    DeviceSession.user_agent,
-    DeviceSession.ip,
-    DeviceSession.created_at,
-    DeviceSession.last_used_at,
-    DeviceSession.expires_at,
+    tables.DeviceSession.id,
+    tables.DeviceSession.device_name,
+    tables.DeviceSession.device_id,
+    tables.DeviceSession.platform,
+    tables.DeviceSession.app_version,
+    tables.DeviceSession.user_agent,
+    tables.DeviceSession.ip,
+    tables.DeviceSession.created_at,
+    tables.DeviceSession.last_used_at,
+    tables.DeviceSession.expires_at,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class CurrentUser:
-    """The authenticated caller: who, on which device session, with which role."""
-
-    id: uuid.UUID
-    session_id: uuid.UUID
-    role: str
-
-
-@dataclass(frozen=True, slots=True)
-class IssuedTokens:
-    access_token: str
-    expires_in: int
-    refresh_token: str
-    session_id: uuid.UUID
-    session_expires_at: datetime
-    user_id: uuid.UUID
-
-
-# Refresh rotation's two statements (prepared, not built by Piccolo: it is a hot path).
-REFRESH_STATE_SQL = (
-    'SELECT s."user", s.refresh_counter, s.refresh_salt, s.rotated_at, s.expires_at, '
-    "s.last_used_at, s.revoked_at, u.is_active AS user_is_active "
-    'FROM device_session s JOIN app_user u ON u.id = s."user" WHERE s.id = $1'
+EVENT_COLUMNS = (
+    tables.AuthEvent.id,
+    tables.AuthEvent.type,
+    tables.AuthEvent.session_id,
+    tables.AuthEvent.ip,
+    tables.AuthEvent.user_agent,
+    tables.AuthEvent.created_at,
+    tables.AuthEvent.detail,
 )
-# Compare-and-set on the counter, and the `refreshed` audit event, in one statement.
-ROTATE_SQL = (
-    "WITH rotated AS (UPDATE device_session "
-    "SET refresh_counter = refresh_counter + 1, rotated_at = $3, last_used_at = $3 "
-    'WHERE id = $1 AND refresh_counter = $2 AND revoked_at IS NULL RETURNING "user", '
-    "refresh_counter), "
-    "logged AS (INSERT INTO auth_event (type, user_id, session_id, ip, user_agent, created_at) "
-    "SELECT 'refreshed', \"user\", $1, $4, $5, $3 FROM rotated) "
-    "SELECT refresh_counter FROM rotated"
-)
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-def parse_rate(rate: str) -> tuple[int, int]:
-    """'5/minute' -> (5, 60)."""
-    count, unit = rate.split("/")
-    return int(count), RATE_UNITS[unit]
-
-
-def login_column(login: str) -> tuple[Any, str]:
-    """Which column a login names (an email has an @), and its normalised value."""
-    value = login.strip().lower()
-    return (User.email if "@" in value else User.username), value
-
-
-def live_session(settings: Settings, moment: datetime) -> Combinable:
-    """A session that is neither revoked nor past its absolute or idle lifetime."""
-    idle = timedelta(days=settings.refresh_token_expire_days)
-    return (
-        DeviceSession.revoked_at.is_null()
-        & (DeviceSession.expires_at > moment)
-        & (DeviceSession.last_used_at > moment - idle)
-    )
-
-
-async def revoke_user_sessions(
-    user_id: uuid.UUID, reason: str, *, keep: uuid.UUID | None = None
-) -> int:
-    """Revoke every live session of a user (but `keep`); returns how many."""
-    where = (DeviceSession.user == user_id) & DeviceSession.revoked_at.is_null()
-    if keep is not None:
-        where &= DeviceSession.id != keep
-    rows = await (
-        DeviceSession.update({DeviceSession.revoked_at: now(), DeviceSession.revoke_reason: reason})
-        .where(where)
-        .returning(DeviceSession.id)
-    )
-    sessions_changed()
-    return len(rows)
-
-
-def user_out(row: dict[str, Any]) -> UserOut:
-    return UserOut(**{column._meta.name: row[column._meta.name] for column in USER_COLUMNS})
 
 
 class AuthService:
-    """Registration, login, refresh and the caller's device sessions."""
+    """Login, refresh and the caller's device sessions and events."""
 
     def __init__(
         self,
@@ -161,103 +66,78 @@ class AuthService:
         self.cursors = cursors
         self.client = client
 
-    async def register(self, data: RegisterRequest) -> UserOut:
-        password_hash = await self.passwords.hash(data.password)
-        values: dict[Any, Any] = {
-            User.email: data.email.strip().lower(),
-            User.username: data.username.lower() if data.username else None,
-            User.display_name: data.display_name.strip(),
-            User.password_hash: password_hash,
-        }
-        try:
-            rows = await User.insert(User(values)).returning(*USER_COLUMNS)
-        except asyncpg.UniqueViolationError as exc:
-            field = "username" if "username" in (exc.constraint_name or "") else "email"
-            raise Conflict(f"An account with this {field} already exists.") from None
-        user = user_out(rows[0])
-        await audit.record("register", self.client, user_id=user.id)
-        return user
-
-    async def login(self, data: LoginRequest) -> tuple[IssuedTokens, UserOut]:
-        column, value = login_column(data.login)
-        row = (
-            await User.select(*USER_COLUMNS, User.password_hash.as_alias("password_hash"))
-            .where(column == value)
-            .first()
-        )
-        if row is not None:
-            await self._check_failed_logins(row["id"])
-        ok = await self.passwords.verify(row["password_hash"] if row else None, data.password)
-        if row is None or not ok or not row["is_active"]:
-            reason = "unknown_account" if row is None else "bad_password" if not ok else "inactive"
-            await audit.record(
-                "login_failed", self.client, user_id=row["id"] if row else None, reason=reason
+    async def login(self, data: LoginRequest) -> tuple[IssuedTokens, User]:
+        account = await accounts.account_for_login(data.login)
+        if account is not None:
+            await self._check_failed_logins(account.user.id)
+        stored_hash = account.password_hash if account is not None else None
+        ok = await self.passwords.verify(stored_hash, data.password)
+        if account is None or not ok or not account.user.is_active:
+            reason = (
+                "unknown_account" if account is None else "bad_password" if not ok else "inactive"
+            )
+            await record_event(
+                "login_failed",
+                self.client,
+                user_id=account.user.id if account else None,
+                reason=reason,
             )
             raise Unauthorized(INVALID_CREDENTIALS)
-        if self.passwords.needs_rehash(row["password_hash"]):
-            new_hash = await self.passwords.hash(data.password)
-            await User.update({User.password_hash: new_hash}).where(User.id == row["id"])
-        tokens = await self._start_session(row["id"], data)
-        user = user_out({**row, "last_login_at": now()})
-        return tokens, user
+        user = account.user
+        if self.passwords.needs_rehash(account.password_hash):
+            await accounts.replace_password_hash(user.id, await self.passwords.hash(data.password))
+        moment = now()
+        tokens = await self._start_session(user.id, data, moment)
+        return tokens, accounts.with_last_login(user, moment)
 
     async def _check_failed_logins(self, user_id: uuid.UUID) -> None:
-        limit, window = parse_rate(self.settings.rate_limit_login_failures)
+        limit, _, window = parse_rate(self.settings.rate_limit_login_failures)
         since = now() - timedelta(seconds=window)
-        failures = await AuthEvent.count().where(
-            (AuthEvent.user_id == user_id)
-            & (AuthEvent.created_at > since)
-            & (AuthEvent.type == "login_failed")
+        failures = await tables.AuthEvent.count().where(
+            (tables.AuthEvent.user_id == user_id)
+            & (tables.AuthEvent.created_at > since)
+            & (tables.AuthEvent.type == "login_failed")
         )
         if failures >= limit:
-            await audit.record("rate_limited", self.client, user_id=user_id, limit="login_failures")
+            await record_event("rate_limited", self.client, user_id=user_id, limit="login_failures")
             raise TooManyRequests(
                 "Too many failed logins for this account; try again later.",
                 headers={"Retry-After": str(window)},
             )
 
-    async def _start_session(self, user_id: uuid.UUID, data: LoginRequest) -> IssuedTokens:
-        moment = now()
+    async def _start_session(
+        self, user_id: uuid.UUID, data: LoginRequest, moment: datetime
+    ) -> IssuedTokens:
         salt = self.keys.new_salt()
         session_id = uuid.uuid4()
         expires_at = moment + timedelta(days=self.settings.session_max_age_days)
-        session = DeviceSession(
+        session = tables.DeviceSession(
             {
-                DeviceSession.id: session_id,
-                DeviceSession.user: user_id,
-                DeviceSession.device_name: data.device_name or device_name(self.client.user_agent),
-                DeviceSession.device_id: data.device_id,
-                DeviceSession.platform: data.platform,
-                DeviceSession.app_version: data.app_version,
-                DeviceSession.user_agent: self.client.user_agent[:512],
-                DeviceSession.ip: self.client.ip,
-                DeviceSession.created_at: moment,
-                DeviceSession.last_used_at: moment,
-                DeviceSession.rotated_at: moment,
-                DeviceSession.expires_at: expires_at,
-                DeviceSession.refresh_counter: 0,
-                DeviceSession.refresh_salt: salt,
+                tables.DeviceSession.id: session_id,
+                tables.DeviceSession.user: user_id,
+                tables.DeviceSession.device_name: data.device_name
+                or device_name(self.client.user_agent),
+                tables.DeviceSession.device_id: data.device_id,
+                tables.DeviceSession.platform: data.platform,
+                tables.DeviceSession.app_version: data.app_version,
+                tables.DeviceSession.user_agent: self.client.user_agent[:512],
+                tables.DeviceSession.ip: self.client.ip,
+                tables.DeviceSession.created_at: moment,
+                tables.DeviceSession.last_used_at: moment,
+                tables.DeviceSession.rotated_at: moment,
+                tables.DeviceSession.expires_at: expires_at,
+                tables.DeviceSession.refresh_counter: 0,
+                tables.DeviceSession.refresh_salt: salt,
             }
         )
-        async with DeviceSession._meta.db.transaction():
+        async with db.transaction():
             if data.device_id is not None:
                 # One login per device id at a time, so the old session is always the one replaced.
-                await DeviceSession.raw(
-                    "SELECT pg_advisory_xact_lock(hashtextextended({}, 0))",
-                    f"device:{user_id}:{data.device_id}",
-                )
-                await DeviceSession.update(
-                    {DeviceSession.revoked_at: moment, DeviceSession.revoke_reason: "replaced"}
-                ).where(
-                    (DeviceSession.user == user_id)
-                    & (DeviceSession.device_id == data.device_id)
-                    & DeviceSession.revoked_at.is_null()
-                )
-            await DeviceSession.insert(session)
-            await User.update({User.last_login_at: moment}).where(User.id == user_id)
-        if data.device_id is not None:
-            sessions_changed()
-        await audit.record("login_succeeded", self.client, user_id=user_id, session_id=session_id)
+                await db.advisory_xact_lock(f"device:{user_id}:{data.device_id}")
+                await end_sessions("replaced", user_id=user_id, device_id=data.device_id)
+            await tables.DeviceSession.insert(session)
+            await accounts.note_login(user_id, moment)
+        await record_event("login_succeeded", self.client, user_id=user_id, session_id=session_id)
         return self._tokens(user_id, session_id, 0, salt, expires_at)
 
     def _tokens(
@@ -288,17 +168,15 @@ class AuthService:
             token = self.keys.parse_refresh(presented or "")
         except InvalidToken:
             raise Unauthorized(INVALID_REFRESH) from None
-        row = await self._refresh_state(token.session_id)
-        if row is None or not self.keys.refresh_matches(token, row["refresh_salt"]):
+        state = await queries.refresh_state(token.session_id)
+        if state is None or not self.keys.refresh_matches(token, state.refresh_salt):
             raise Unauthorized(INVALID_REFRESH)
         moment = now()
-        if not self._refreshable(row, moment):
+        if not is_live(state, self.settings, moment):
             raise Unauthorized(INVALID_REFRESH)
-        user_id: uuid.UUID = row["user"]
-        if token.counter == row["refresh_counter"]:
+        if token.counter == state.refresh_counter:
             # Rotation and its audit event in one round trip (refresh is a hot path).
-            rotated = await db.fetchval(
-                ROTATE_SQL,
+            rotated = await queries.rotate(
                 token.session_id,
                 token.counter,
                 moment,
@@ -307,76 +185,53 @@ class AuthService:
             )
             if rotated is not None:
                 return self._tokens(
-                    user_id,
-                    token.session_id,
-                    rotated,
-                    row["refresh_salt"],
-                    row["expires_at"],
+                    state.user_id, token.session_id, rotated, state.refresh_salt, state.expires_at
                 )
             # A concurrent request rotated it between our read and our write.
-            row = await self._refresh_state(token.session_id)
-            if row is None or not self._refreshable(row, moment):
+            state = await queries.refresh_state(token.session_id)
+            if state is None or not is_live(state, self.settings, moment):
                 raise Unauthorized(INVALID_REFRESH)
         leeway = timedelta(seconds=self.settings.refresh_reuse_leeway_seconds)
-        if token.counter == row["refresh_counter"] - 1 and moment - row["rotated_at"] <= leeway:
+        if token.counter == state.refresh_counter - 1 and moment - state.rotated_at <= leeway:
             return self._tokens(
-                user_id,
+                state.user_id,
                 token.session_id,
-                row["refresh_counter"],
-                row["refresh_salt"],
-                row["expires_at"],
+                state.refresh_counter,
+                state.refresh_salt,
+                state.expires_at,
             )
-        if token.counter < row["refresh_counter"]:
-            await DeviceSession.update(
-                {DeviceSession.revoked_at: moment, DeviceSession.revoke_reason: "refresh_reuse"}
-            ).where((DeviceSession.id == token.session_id) & DeviceSession.revoked_at.is_null())
-            sessions_changed()
-            await audit.record(
-                "refresh_reuse_detected",
-                self.client,
-                user_id=user_id,
+        if token.counter < state.refresh_counter:
+            await end_sessions(
+                "refresh_reuse",
                 session_id=token.session_id,
-                presented_counter=token.counter,
-                current_counter=row["refresh_counter"],
+                audit=AuditAs(
+                    "refresh_reuse_detected",
+                    self.client,
+                    detail={
+                        "presented_counter": token.counter,
+                        "current_counter": state.refresh_counter,
+                    },
+                ),
             )
         raise Unauthorized(INVALID_REFRESH)
 
-    @staticmethod
-    async def _refresh_state(session_id: uuid.UUID) -> Mapping[str, Any] | None:
-        row: Mapping[str, Any] | None = await db.fetchrow(REFRESH_STATE_SQL, session_id)
-        return row
-
-    def _refreshable(self, row: Mapping[str, Any], moment: datetime) -> bool:
-        idle = timedelta(days=self.settings.refresh_token_expire_days)
-        return bool(
-            row["revoked_at"] is None
-            and row["expires_at"] > moment
-            and row["last_used_at"] > moment - idle
-            and row["user_is_active"]
+    async def logout(self, current: CurrentUser) -> None:
+        await end_sessions(
+            "logout", session_id=current.session_id, audit=AuditAs("logout", self.client)
         )
 
-    async def logout(self, current: CurrentUser) -> None:
-        await DeviceSession.update(
-            {DeviceSession.revoked_at: now(), DeviceSession.revoke_reason: "logout"}
-        ).where((DeviceSession.id == current.session_id) & DeviceSession.revoked_at.is_null())
-        sessions_changed()
-        await audit.record("logout", self.client, user_id=current.id, session_id=current.session_id)
-
     async def logout_all(self, current: CurrentUser) -> None:
-        count = await revoke_user_sessions(current.id, "logout_all")
-        await audit.record(
+        await end_sessions(
             "logout_all",
-            self.client,
             user_id=current.id,
-            session_id=current.session_id,
-            count=count,
+            audit=AuditAs("logout_all", self.client, session_id=current.session_id),
         )
 
     async def sessions(self, current: CurrentUser) -> Page[Session]:
         rows = await (
-            DeviceSession.select(*SESSION_COLUMNS)
-            .where((DeviceSession.user == current.id) & live_session(self.settings, now()))
-            .order_by(DeviceSession.last_used_at, ascending=False)
+            tables.DeviceSession.select(*SESSION_COLUMNS)
+            .where((tables.DeviceSession.user == current.id) & live(self.settings, now()))
+            .order_by(tables.DeviceSession.last_used_at, ascending=False)
         )
         data = [Session(**row, current=row["id"] == current.session_id) for row in rows]
         return Page(data=data, meta=PageMeta(count=len(data)))
@@ -385,11 +240,11 @@ class AuthService:
         self, current: CurrentUser, session_id: uuid.UUID, name: str
     ) -> Session:
         rows = await (
-            DeviceSession.update({DeviceSession.device_name: name.strip() or name})
+            tables.DeviceSession.update({tables.DeviceSession.device_name: name.strip() or name})
             .where(
-                (DeviceSession.id == session_id)
-                & (DeviceSession.user == current.id)
-                & live_session(self.settings, now())
+                (tables.DeviceSession.id == session_id)
+                & (tables.DeviceSession.user == current.id)
+                & live(self.settings, now())
             )
             .returning(*SESSION_COLUMNS)
         )
@@ -398,47 +253,30 @@ class AuthService:
         return Session(**rows[0], current=session_id == current.session_id)
 
     async def revoke_session(self, current: CurrentUser, session_id: uuid.UUID) -> None:
-        rows = await (
-            DeviceSession.update(
-                {DeviceSession.revoked_at: now(), DeviceSession.revoke_reason: "revoked_by_user"}
-            )
-            .where(
-                (DeviceSession.id == session_id)
-                & (DeviceSession.user == current.id)
-                & DeviceSession.revoked_at.is_null()
-            )
-            .returning(DeviceSession.id)
+        ended = await end_sessions(
+            "revoked_by_user",
+            user_id=current.id,
+            session_id=session_id,
+            audit=AuditAs("session_revoked", self.client),
         )
-        sessions_changed()
-        if not rows:
+        if not ended:
             raise NotFound("No such session.")
-        await audit.record(
-            "session_revoked", self.client, user_id=current.id, session_id=session_id
-        )
 
     async def events(
         self, current: CurrentUser, limit: int, cursor: str | None
-    ) -> Page[AuthEventOut]:
+    ) -> Page[schemas.AuthEvent]:
         scope = f"events:{current.id}"
-        where: Combinable = AuthEvent.user_id == current.id
+        where: Combinable = tables.AuthEvent.user_id == current.id
         if cursor:
             created_at, event_id = self.cursors.decode(scope, cursor, 2)
             at = datetime.fromisoformat(created_at)
-            where &= (AuthEvent.created_at < at) | (
-                (AuthEvent.created_at == at) & (AuthEvent.id < uuid.UUID(event_id))
+            where &= (tables.AuthEvent.created_at < at) | (
+                (tables.AuthEvent.created_at == at) & (tables.AuthEvent.id < uuid.UUID(event_id))
             )
         rows = await (
-            AuthEvent.select(
-                AuthEvent.id,
-                AuthEvent.type,
-                AuthEvent.session_id,
-                AuthEvent.ip,
-                AuthEvent.user_agent,
-                AuthEvent.created_at,
-                AuthEvent.detail,
-            )
+            tables.AuthEvent.select(*EVENT_COLUMNS)
             .where(where)
-            .order_by(AuthEvent.created_at, AuthEvent.id, ascending=False)
+            .order_by(tables.AuthEvent.created_at, tables.AuthEvent.id, ascending=False)
             .limit(limit + 1)
             .output(load_json=True)
         )
@@ -450,7 +288,7 @@ class AuthService:
             lambda row: [row["created_at"].isoformat(), str(row["id"])],
         )
         return Page(
-            data=[AuthEventOut(**row) for row in page],
+            data=[schemas.AuthEvent(**row) for row in page],
             meta=PageMeta(count=len(page), next_cursor=next_cursor),
         )
 

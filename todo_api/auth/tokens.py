@@ -30,6 +30,18 @@ class InvalidToken(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class IssuedTokens:
+    """What a login or a refresh hands to the client."""
+
+    access_token: str
+    expires_in: int
+    refresh_token: str
+    session_id: uuid.UUID
+    session_expires_at: datetime
+    user_id: uuid.UUID
+
+
+@dataclass(frozen=True, slots=True)
 class AccessClaims:
     user_id: uuid.UUID
     session_id: uuid.UUID

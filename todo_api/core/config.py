@@ -17,6 +17,7 @@ DEFAULT_SECRET_KEY = "dev-only-insecure-secret-key-change-me-0123456789"
 
 PositiveInt = Annotated[int, Meta(ge=1)]
 RateLimit = Annotated[str, Meta(pattern=r"^\d+/(second|minute|hour|day)$")]
+RATE_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 
 
 class SettingsError(ValueError):
@@ -101,6 +102,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     def key_for(self, purpose: str) -> bytes:
         """A 256-bit key for one purpose, derived from SECRET_KEY, so no two uses share a key."""
         return hmac.new(self.secret_key.encode(), purpose.encode(), hashlib.sha256).digest()
+
+
+def parse_rate(rate: str) -> tuple[int, str, int]:
+    """A RateLimit setting ('5/minute') as (count, unit, seconds in the unit): (5, 'minute', 60)."""
+    count, unit = rate.split("/")
+    return int(count), unit, RATE_UNITS[unit]
 
 
 _LIST_FIELDS = {"allowed_origins", "trusted_proxies"}

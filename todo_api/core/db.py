@@ -1,11 +1,21 @@
-"""The database: Piccolo's engine, its asyncpg pool for the app's lifetime, readiness, migrations."""
+"""The database: Piccolo's engine and its pool, the one spelling of a transaction and of an
+advisory lock, prepared statements for the hot paths, readiness, migrations.
+
+How features reach PostgreSQL (one rule): Piccolo's query builder by default. A statement that a
+profile showed to be hot lives as a named SQL constant in `<feature>/queries.py`, next to the one
+function that turns its rows into a Struct, and runs through `fetch`/`fetchrow`/`fetchval` here.
+Services never assemble SQL strings; `Table.raw` only where the builder cannot say it (with the
+reason at the call).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from contextvars import Token
 from typing import Any
 
 import asyncpg
@@ -42,11 +52,16 @@ class SafeTransaction(PostgresTransaction):
     Piccolo releases the connection only after a successful COMMIT/ROLLBACK (and not at all if
     BEGIN fails): when the backend dies mid-transaction (pg_terminate_backend, a restart) the
     connection leaked, the pool shrank, and closing the pool at shutdown waited forever.
+    Also runs the callbacks registered with `on_commit` once its COMMIT succeeded.
     """
+
+    after_commit: list[Callable[[], None]]
+    context: Token[PostgresTransaction | None]
 
     async def __aenter__(self) -> PostgresTransaction:
         if self._parent is not None:
             return self._parent
+        self.after_commit = []
         self.connection = await self.get_connection()  # type: ignore[no-untyped-call]
         try:
             self.transaction = self.connection.transaction()
@@ -69,6 +84,9 @@ class SafeTransaction(PostgresTransaction):
         finally:
             self.engine.current_transaction.reset(self.context)
             await self._give_back()
+        if exception is None and self._committed:
+            for callback in self.after_commit:
+                callback()
         return exception is None
 
     async def _give_back(self) -> None:
@@ -105,6 +123,43 @@ def get_engine() -> PostgresEngine:
     return engine
 
 
+def transaction() -> PostgresTransaction:
+    """`async with db.transaction():` the one way to group statements (nested blocks join the
+    outer one)."""
+    return get_engine().transaction()
+
+
+def on_commit(callback: Callable[[], None]) -> None:
+    """Run `callback` once the current transaction has committed (at once outside one)."""
+    current = get_engine().current_transaction.get()
+    if isinstance(current, SafeTransaction):
+        current.after_commit.append(callback)
+    else:
+        callback()
+
+
+def lock_id(key: str) -> int:
+    """The 64-bit advisory lock id for the lock named `key`, the same in every process."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
+
+
+async def advisory_xact_lock(key: str) -> None:
+    """Wait for the transaction-scoped advisory lock named `key` (released at COMMIT/ROLLBACK)."""
+    await fetchval("SELECT pg_advisory_xact_lock($1)", lock_id(key))
+
+
+async def try_advisory_xact_lock(key: str) -> bool:
+    """Take the transaction-scoped advisory lock named `key` if nobody holds it."""
+    taken: bool = await fetchval("SELECT pg_try_advisory_xact_lock($1)", lock_id(key))
+    return taken
+
+
+def like_pattern(text: str) -> str:
+    """A LIKE/ILIKE pattern matching `text` anywhere, its wildcards taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
 def point_engine_at(database_url: str) -> PostgresEngine:
     """Aim the process-wide Piccolo engine (the tables are bound to it) at `database_url`."""
     engine = get_engine()
@@ -115,7 +170,7 @@ def point_engine_at(database_url: str) -> PostgresEngine:
 async def keep_session_state(_: asyncpg.Connection) -> None:
     """What a connection needs on its way back to the pool, beyond asyncpg's own rollback of an
     open transaction: nothing. asyncpg's default sends `SELECT pg_advisory_unlock_all(); CLOSE
-    ALL; UNLISTEN *; RESET ALL` (one more round trip per release, ~15% of a GET's CPU); the app
+    ALL; UNLISTEN *; RESET ALL` (one more round trip per release, on every request); the app
     never leaves session state behind: its advisory locks are transaction-scoped
     (`pg_advisory_xact_lock`), it declares no cursors and sets nothing per session (the
     timeouts are the pool's `server_settings`), and the LISTEN connection is not pooled."""
@@ -157,8 +212,8 @@ async def connection_pool(settings: Settings) -> AsyncIterator[PostgresEngine]:
         await engine.close_connection_pool()
 
 
-# The escape hatch for hot paths where Piccolo's query building is measurable (~0.15 ms of
-# Python per query, a quarter of a GET's CPU in the profile): prepared statements run straight
+# The escape hatch for hot paths where Piccolo's query building is measurable (see README,
+# Benchmarks): prepared statements run straight
 # on asyncpg (it caches each statement per connection), inside the current Piccolo transaction
 # if there is one, else on a pooled connection. Rows are asyncpg Records (mapping access).
 

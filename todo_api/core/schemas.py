@@ -28,8 +28,8 @@ class Schema(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 class Output(msgspec.Struct):
     """The base of a response Struct that hot paths build from stored rows: positionally (a
-    row's columns in field order; ~6x faster than keywords, ~8% of a list request's CPU under
-    `just bench`), and without Schema's input checks (PostgreSQL cannot hold NUL anyway)."""
+    row's columns in field order, much faster than keywords), and without Schema's input
+    checks (PostgreSQL cannot hold NUL anyway)."""
 
 
 class PageMeta(Schema):

@@ -40,14 +40,15 @@ from piccolo_api.session_auth.tables import SessionsBase
 from pydantic import BaseModel, Field
 from starlette.requests import Request
 
-from todo_api.auth import audit
-from todo_api.auth.audit import Client
-from todo_api.auth.live_sessions import sessions_changed
-from todo_api.auth.security import client_ip
-from todo_api.auth.service import login_column, now, revoke_user_sessions
+from todo_api.auth import AuditAs, end_sessions, session_exists
 from todo_api.auth.tables import AuthEvent, DeviceSession
-from todo_api.core.config import Settings
+from todo_api.context import AppContext
+from todo_api.core.errors import DomainError
+from todo_api.core.identity import Actor, Client
 from todo_api.todos.tables import Todo
+from todo_api.users import schemas as user_schemas
+from todo_api.users import service as accounts
+from todo_api.users.service import UserService
 from todo_api.users.tables import User
 
 ADMIN_PATH = "/admin"
@@ -118,6 +119,16 @@ async def save_staff_user(username: str, password: str) -> str:
         )
         await StaffUser.insert(staff)
     return f"created staff user {username} (active superuser)"
+
+
+async def purge_staff_sessions() -> int:
+    """Delete expired staff sessions (Piccolo's Timestamp columns are naive, server-local)."""
+    rows = await (
+        SessionsBase.delete()
+        .where(SessionsBase.expiry_date < datetime.now())
+        .returning(SessionsBase.id)
+    )
+    return len(rows)
 
 
 # --- the tables, as the admin sees them -------------------------------------------------------
@@ -277,84 +288,68 @@ class AccountForm(BaseModel):
 FormEndpoint = Callable[[Request, AccountForm], Coroutine[Any, Any, str]]
 
 
-def _staff(request: Request) -> str:
-    return f"staff:{request.user.display_name}"
+def _staff(request: Request) -> Actor:
+    """The staff account behind a form, acting as a superadmin would through the API."""
+    return Actor(role="superadmin", name=f"staff:{request.user.display_name}")
 
 
-async def _find_account(account: str) -> dict[str, Any]:
-    text = account.strip()
-    try:
-        where = User.id == uuid.UUID(text)
-    except ValueError:
-        column, value = login_column(text)
-        where = column == value
-    row = await User.select(User.id, User.email, User.is_active).where(where).first()
-    if row is None:
+async def _find_account(account: str) -> user_schemas.User:
+    user = await accounts.find_account(account)
+    if user is None:
         raise ValueError("No account has this email, username or id.")
-    return row
+    return user
 
 
-def operator_forms(settings: Settings) -> list[FormConfig]:
-    """The forms staff act through; each writes an audit event naming the staff account."""
+def operator_forms(context: AppContext) -> list[FormConfig]:
+    """The forms staff act through, each through the owning feature's service (so with its
+    rules and its audit event, naming the staff account)."""
 
     def client(request: Request) -> Client:
         connection: ASGIConnection[Any, Any, Any, Any] = ASGIConnection(scope=request.scope)  # type: ignore[arg-type]
-        return Client(
-            ip=client_ip(connection, settings), user_agent=request.headers.get("user-agent", "")
-        )
+        return context.client(connection)
+
+    def users(request: Request) -> UserService:
+        return UserService(context.passwords, context.cursors, client(request))
 
     async def revoke_session(request: Request, data: RevokeSessionForm) -> str:
-        rows = await (
-            DeviceSession.update(
-                {DeviceSession.revoked_at: now(), DeviceSession.revoke_reason: data.reason}
-            )
-            .where((DeviceSession.id == data.session_id) & DeviceSession.revoked_at.is_null())
-            .returning(DeviceSession.user, DeviceSession.device_name)
-        )
-        sessions_changed()
-        if not rows:
-            exists = await DeviceSession.exists().where(DeviceSession.id == data.session_id)
-            raise ValueError(
-                "This session is already revoked." if exists else "No session has this id."
-            )
-        user_id = rows[0]["user"]
-        await audit.record(
-            "session_revoked",
-            client(request),
-            user_id=user_id,
+        ended = await end_sessions(
+            data.reason,
             session_id=data.session_id,
-            by=_staff(request),
-            reason=data.reason,
+            audit=AuditAs(
+                "session_revoked",
+                client(request),
+                detail={"by": _staff(request).name, "reason": data.reason},
+            ),
         )
-        return f"Revoked the session {data.session_id} ({rows[0]['device_name']})."
+        if not ended:
+            raise ValueError(
+                "This session is already revoked."
+                if await session_exists(data.session_id)
+                else "No session has this id."
+            )
+        return f"Revoked the session {data.session_id} ({ended[0].device_name})."
 
     async def sign_out_everywhere(request: Request, data: AccountForm) -> str:
         user = await _find_account(data.account)
-        count = await revoke_user_sessions(user["id"], "revoked_by_staff")
-        await audit.record(
-            "logout_all", client(request), user_id=user["id"], by=_staff(request), count=count
+        ended = await end_sessions(
+            "revoked_by_staff",
+            user_id=user.id,
+            audit=AuditAs("logout_all", client(request), detail={"by": _staff(request).name}),
         )
-        return f"Revoked {count} session(s) of {user['email']}."
+        return f"Revoked {len(ended)} session(s) of {user.email}."
 
     def set_active(active: bool) -> FormEndpoint:
         async def endpoint(request: Request, data: AccountForm) -> str:
             user = await _find_account(data.account)
-            async with User._meta.db.transaction():
-                await User.update({User.is_active: active, User.updated_at: now()}).where(
-                    User.id == user["id"]
+            try:
+                done = await users(request).administer(
+                    _staff(request), user.id, user_schemas.AdminUserUpdate(is_active=active)
                 )
-                count = 0 if active else await revoke_user_sessions(user["id"], "deactivated")
-            sessions_changed()  # now that it is committed
-            await audit.record(
-                "user_administered",
-                client(request),
-                user_id=user["id"],
-                by=_staff(request),
-                change={"is_active": active},
-            )
+            except DomainError as exc:
+                raise ValueError(exc.message) from None
             if active:
-                return f"Reactivated {user['email']}."
-            return f"Deactivated {user['email']} and revoked {count} session(s)."
+                return f"Reactivated {done.user.email}."
+            return f"Deactivated {done.user.email} and revoked {done.sessions_ended} session(s)."
 
         return endpoint
 
@@ -427,26 +422,26 @@ def _host_name(scope: Scope) -> str | None:
     return urlsplit(f"//{host.decode('latin-1')}").hostname if host else None
 
 
-def build_admin(settings: Settings) -> Any:
+def build_admin(context: AppContext) -> Any:
     """Piccolo admin's ASGI app (a FastAPI app) over the admin views and the operator forms."""
     return create_admin(
         tables=table_configs(),
-        forms=operator_forms(settings),
+        forms=operator_forms(context),
         auth_table=StaffUser,
         session_table=SessionsBase,
         # Rows are changed through the forms only; the forms are not affected by read_only.
         read_only=True,
         # Secure session cookie wherever our own cookies are Secure (prod).
-        production=settings.cookie_secure,
+        production=context.settings.cookie_secure,
         site_name=SITE_NAME,
         allowed_hosts=RequestHost(),
         auto_include_related=False,
     )
 
 
-def admin_handler(settings: Settings) -> ASGIRouteHandler:
+def admin_handler(context: AppContext) -> ASGIRouteHandler:
     """The admin, built once, mounted at /admin/ (its own auth: no access token needed)."""
-    admin = build_admin(settings)
+    admin = build_admin(context)
 
     @asgi(
         ADMIN_PATH,

@@ -15,9 +15,10 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from todo_api.core.config import Settings, SettingsError, load_settings
+from todo_api.core.identity import Role
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 EMBEDDED_DATA_DIR = PROJECT_ROOT / ".data" / "pg"
@@ -125,14 +126,24 @@ def db_shell() -> None:
         subprocess.run([psql, url], check=False)  # noqa: S603 - the operator's own shell
 
 
-def create_user(email: str, password: str, role: str) -> None:
+def create_user(email: str, password: str, role: Role) -> None:
     """Create an account with any role (the way to make the first admin)."""
     from todo_api.core import db
-    from todo_api.users.service import create_account
+    from todo_api.core.identity import Client
+    from todo_api.core.pagination import Cursors
+    from todo_api.users.passwords import Passwords
+    from todo_api.users.service import UserService
 
     async def run() -> None:
-        async with db.connection_pool(settings):
-            user = await create_account(settings, email, password, role)
+        passwords = Passwords(settings)
+        try:
+            async with db.connection_pool(settings):
+                service = UserService(
+                    passwords, Cursors(settings.key_for("cursor")), Client(ip="", user_agent="cli")
+                )
+                user = await service.create_from_fields(email, password, role)
+        finally:
+            passwords.close()
         print(f"created {user.role} {user.email} ({user.id})")
 
     with database_url():
@@ -222,7 +233,7 @@ def main(argv: list[str] | None = None) -> None:
     add_user = commands.add_parser("create-user", help=create_user.__doc__)
     add_user.add_argument("email")
     add_user.add_argument("password")
-    add_user.add_argument("role", choices=["user", "admin", "superadmin"])
+    add_user.add_argument("role", choices=get_args(Role))
     staff = commands.add_parser("admin-user", help=admin_user.__doc__)
     staff.add_argument("username", nargs="?")
     staff.add_argument("password", nargs="?")

@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 from typing import Annotated, Any
 from uuid import UUID
 
 from litestar import Controller, Request, Response, delete, get, patch, post
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 from litestar.openapi.spec import Example
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
-from todo_api.auth.service import CurrentUser
+from todo_api.context import AppContext
 from todo_api.core.errors import BadRequest, problem_response
+from todo_api.core.identity import CurrentUser
 from todo_api.core.pagination import DEFAULT_LIMIT
-from todo_api.web.params import Cursor, DueBound, Limit, SearchText, moment
 from todo_api.core.schemas import END, Page
-from todo_api.todos.schemas import ChangesPage, DeletedTodo, Sort, Todo, TodoCreate, TodoUpdate
-from todo_api.todos.service import TodoFilter, TodoService, etag
+from todo_api.todos.schemas import (
+    ChangesPage,
+    DeletedTodo,
+    Sort,
+    Todo,
+    TodoCreate,
+    TodoFilter,
+    TodoUpdate,
+)
+from todo_api.todos.service import TodoService, etag
+from todo_api.web.params import Cursor, DueBound, Limit, SearchText, moment
 
 PATH = "/api/v1/todos"
 # One strong ETag as we send them, or `*` (a list of ETags is not supported).
@@ -51,9 +59,10 @@ SyncToken = Annotated[
 
 def provide_todo_service(request: Request[CurrentUser, Any, Any]) -> TodoService:
     """Per request: the caller's to-dos."""
-    state = request.app.state
-    retention = timedelta(days=state.settings.tombstone_retention_days)
-    return TodoService(request.user.id, state.cursors, retention)
+    return TodoService(request.user.id, AppContext.of(request).cursors)
+
+
+PROVIDERS = {"todos": Provide(provide_todo_service, sync_to_thread=False)}
 
 
 def expected_version(if_match: str | None) -> int | None:

@@ -82,8 +82,18 @@ class TodoUpdate(Schema):
             raise ValueError("`due_at` is out of range")
 
 
+class TodoFilter(msgspec.Struct, frozen=True, kw_only=True):
+    """Which of my to-dos a list shows, and in which order."""
+
+    completed: bool | None = None
+    q: str | None = None
+    due_before: datetime | None = None
+    due_after: datetime | None = None
+    sort: Sort = "created_at"
+
+
 class Todo(Output):
-    """Built by todos/service.py from rows whose columns are these fields, in this order."""
+    """Built by todos/queries.py from rows whose columns are these fields, in this order."""
 
     id: uuid.UUID
     title: str

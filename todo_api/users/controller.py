@@ -6,15 +6,14 @@ from typing import Any
 from uuid import UUID
 
 from litestar import Controller, Request, delete, get, patch, put
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody
 
 from todo_api.auth.guards import requires_role
-from todo_api.auth.security import client_of
-from todo_api.auth.service import CurrentUser
+from todo_api.context import AppContext
 from todo_api.core.errors import problem_response
+from todo_api.core.identity import CurrentUser
 from todo_api.core.pagination import DEFAULT_LIMIT
-from todo_api.web.params import Cursor, Limit, SearchText
 from todo_api.core.schemas import Page
 from todo_api.users.schemas import (
     AccountDeletion,
@@ -24,12 +23,16 @@ from todo_api.users.schemas import (
     User,
 )
 from todo_api.users.service import UserService
+from todo_api.web.params import Cursor, Limit, SearchText
 
 
 def provide_user_service(request: Request[Any, Any, Any]) -> UserService:
     """Per request: the service, told who is calling from where."""
-    state = request.app.state
-    return UserService(state.passwords, state.cursors, client_of(request, state.settings))
+    context = AppContext.of(request)
+    return UserService(context.passwords, context.cursors, context.client(request))
+
+
+PROVIDERS = {"users": Provide(provide_user_service, sync_to_thread=False)}
 
 
 class MeController(Controller):
@@ -101,4 +104,4 @@ class UsersController(Controller):
         request: Request[CurrentUser, Any, Any],
         users: NamedDependency[UserService],
     ) -> User:
-        return await users.administer(request.user, user_id, data)
+        return (await users.administer(request.user.as_actor(), user_id, data)).user

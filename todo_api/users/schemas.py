@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 import msgspec
 from msgspec import Meta
 
+from todo_api.core.identity import Role
 from todo_api.core.schemas import END, SPACE, Schema
 
-Role = Literal["user", "admin", "superadmin"]
 Email = Annotated[
     str,
     Meta(
@@ -54,12 +54,13 @@ class ProfileUpdate(Schema):
     ) = msgspec.UNSET
 
 
-class NewAccount(Schema):
-    """An account an operator creates from the command line."""
+class RegisterRequest(Schema):
+    """A new account (registration; an operator's CLI adds a role)."""
 
     email: Email
     password: Password
-    role: Role = "user"
+    username: Username | None = None
+    display_name: DisplayName = ""
 
 
 class PasswordChange(Schema):

@@ -1,175 +1,235 @@
-"""Profiles, password changes, account deletion, and user administration."""
+"""Accounts: creating them, profiles, passwords, deletion and administration. This feature owns
+the `app_user` table: other features read and write accounts only through the functions here."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 import msgspec
+from piccolo.custom_types import Combinable
 
-from todo_api.auth import audit
-from todo_api.auth.audit import Client
-from todo_api.auth.live_sessions import sessions_changed
-from todo_api.auth.passwords import Passwords
-from todo_api.auth.service import (
-    ROLE_RANK,
-    USER_COLUMNS,
-    CurrentUser,
-    now,
-    revoke_user_sessions,
-    user_out,
-)
-from todo_api.core.config import Settings
+from todo_api.auth import end_sessions, record_event, sessions_changed
+from todo_api.core import db
+from todo_api.core.clock import now
 from todo_api.core.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
+from todo_api.core.identity import ROLE_RANK, Actor, Client, CurrentUser, Role
 from todo_api.core.pagination import Cursors, keyset_page
 from todo_api.core.schemas import Page, PageMeta
-from todo_api.users.schemas import (
-    AdminUserUpdate,
-    NewAccount,
-    PasswordChange,
-    ProfileUpdate,
-)
-from todo_api.users.schemas import User as UserOut
-from todo_api.users.tables import User
+from todo_api.users import schemas, tables
+from todo_api.users.passwords import Passwords
 
 WRONG_PASSWORD = "The password is not correct."
+# An account as the API shows it: the columns of schemas.User's fields.
+COLUMNS = tuple(
+    tables.User._meta.get_column_by_name(name) for name in schemas.User.__struct_fields__
+)
 
 
-async def create_account(settings: Settings, email: str, password: str, role: str) -> UserOut:
-    """An account with any role, validated as registration validates it (for operators' CLI)."""
-    try:
-        data = msgspec.convert(
-            {"email": email, "password": password, "role": role}, type=NewAccount
-        )
-    except msgspec.ValidationError as exc:
-        raise BadRequest(str(exc)) from None
-    passwords = Passwords(settings)
-    try:
-        password_hash = await passwords.hash(data.password)
-    finally:
-        passwords.close()
-    try:
-        rows = await User.insert(
-            User(
-                {
-                    User.email: data.email.strip().lower(),
-                    User.password_hash: password_hash,
-                    User.role: data.role,
-                }
-            )
-        ).returning(*USER_COLUMNS)
-    except asyncpg.UniqueViolationError:
-        raise Conflict("An account with this email already exists.") from None
-    await audit.record(
-        "register", Client(ip="", user_agent="cli"), user_id=rows[0]["id"], role=role
+def normalise_email(email: str) -> str:
+    """Emails are stored lower-cased, so the unique index is case-insensitive."""
+    return email.strip().lower()
+
+
+def normalise_username(username: str | None) -> str | None:
+    return username.lower() if username else None
+
+
+def user_from_row(row: dict[str, Any]) -> schemas.User:
+    return schemas.User(**{name: row[name] for name in schemas.User.__struct_fields__})
+
+
+def _login_is(login: str) -> Combinable:
+    """The account a login names: an email if it has an @, else a username."""
+    value = login.strip().lower()
+    return (tables.User.email if "@" in value else tables.User.username) == value
+
+
+def _conflict(exc: asyncpg.UniqueViolationError) -> Conflict:
+    field = "username" if "username" in (exc.constraint_name or "") else "email"
+    return Conflict(f"An account with this {field} already exists.")
+
+
+class LoginAccount(NamedTuple):
+    user: schemas.User
+    password_hash: str
+
+
+class Administered(NamedTuple):
+    user: schemas.User
+    sessions_ended: int
+
+
+async def account_for_login(login: str) -> LoginAccount | None:
+    """The account an email or username names, with its password hash (for signing in)."""
+    row = await (
+        tables.User.select(*COLUMNS, tables.User.password_hash.as_alias("password_hash"))
+        .where(_login_is(login))
+        .first()
     )
-    return user_out(rows[0])
+    return None if row is None else LoginAccount(user_from_row(row), row["password_hash"])
 
 
-def _like_pattern(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
+async def find_account(text: str) -> schemas.User | None:
+    """The account an email, username or id names (for operators)."""
+    text = text.strip()
+    where: Combinable
+    try:
+        where = tables.User.id == uuid.UUID(text)
+    except ValueError:
+        where = _login_is(text)
+    row = await tables.User.select(*COLUMNS).where(where).first()
+    return None if row is None else user_from_row(row)
+
+
+async def note_login(user_id: uuid.UUID, moment: datetime) -> None:
+    await tables.User.update({tables.User.last_login_at: moment}).where(tables.User.id == user_id)
+
+
+def with_last_login(user: schemas.User, moment: datetime) -> schemas.User:
+    return msgspec.structs.replace(user, last_login_at=moment)
+
+
+async def replace_password_hash(user_id: uuid.UUID, password_hash: str) -> None:
+    """Store a new hash of the same password (new hashing parameters): not a password change."""
+    await tables.User.update({tables.User.password_hash: password_hash}).where(
+        tables.User.id == user_id
+    )
 
 
 class UserService:
-    """What a caller may do to their own account, and what admins may do to others'."""
+    """Accounts: creating them, what a caller may do to their own, what admins may do to others'."""
 
     def __init__(self, passwords: Passwords, cursors: Cursors, client: Client) -> None:
         self.passwords = passwords
         self.cursors = cursors
         self.client = client
 
-    async def get(self, user_id: uuid.UUID) -> UserOut:
-        row = await User.select(*USER_COLUMNS).where(User.id == user_id).first()
+    async def create(self, data: schemas.RegisterRequest, role: Role = "user") -> schemas.User:
+        """An account (registration, or an operator's `create-user` with any role)."""
+        password_hash = await self.passwords.hash(data.password)
+        values: dict[Any, Any] = {
+            tables.User.email: normalise_email(data.email),
+            tables.User.username: normalise_username(data.username),
+            tables.User.display_name: data.display_name.strip(),
+            tables.User.password_hash: password_hash,
+            tables.User.role: role,
+        }
+        try:
+            rows = await tables.User.insert(tables.User(values)).returning(*COLUMNS)
+        except asyncpg.UniqueViolationError as exc:
+            raise _conflict(exc) from None
+        user = user_from_row(rows[0])
+        await record_event("register", self.client, user_id=user.id, role=user.role)
+        return user
+
+    async def create_from_fields(self, email: str, password: str, role: Role) -> schemas.User:
+        """`create` from an operator's arguments, validated as registration is."""
+        try:
+            data = msgspec.convert(
+                {"email": email, "password": password}, type=schemas.RegisterRequest
+            )
+        except msgspec.ValidationError as exc:
+            raise BadRequest(str(exc)) from None
+        return await self.create(data, role)
+
+    async def get(self, user_id: uuid.UUID) -> schemas.User:
+        row = await tables.User.select(*COLUMNS).where(tables.User.id == user_id).first()
         if row is None:
             raise NotFound("No such user.")
-        return user_out(row)
+        return user_from_row(row)
 
-    async def update_profile(self, current: CurrentUser, change: ProfileUpdate) -> UserOut:
+    async def update_profile(
+        self, current: CurrentUser, change: schemas.ProfileUpdate
+    ) -> schemas.User:
         values: dict[Any, Any] = {}
         if change.display_name is not msgspec.UNSET:
-            values[User.display_name] = change.display_name.strip()
+            values[tables.User.display_name] = change.display_name.strip()
         if change.username is not msgspec.UNSET:
-            values[User.username] = change.username.lower() if change.username else None
+            values[tables.User.username] = normalise_username(change.username)
         if change.email is not msgspec.UNSET:
             if change.current_password is msgspec.UNSET:
                 raise Unauthorized("Changing the email needs `current_password`.")
             await self._check_password(current.id, change.current_password)
-            values[User.email] = change.email.strip().lower()
+            values[tables.User.email] = normalise_email(change.email)
         if not values:
             return await self.get(current.id)
-        values[User.updated_at] = now()
+        values[tables.User.updated_at] = now()
         try:
-            rows = await User.update(values).where(User.id == current.id).returning(*USER_COLUMNS)
+            rows = await (
+                tables.User.update(values).where(tables.User.id == current.id).returning(*COLUMNS)
+            )
         except asyncpg.UniqueViolationError as exc:
-            field = "username" if "username" in (exc.constraint_name or "") else "email"
-            raise Conflict(f"An account with this {field} already exists.") from None
+            raise _conflict(exc) from None
         if change.email is not msgspec.UNSET:
-            await audit.record("email_changed", self.client, user_id=current.id)
-        return user_out(rows[0])
+            await record_event("email_changed", self.client, user_id=current.id)
+        return user_from_row(rows[0])
 
-    async def change_password(self, current: CurrentUser, change: PasswordChange) -> None:
+    async def change_password(self, current: CurrentUser, change: schemas.PasswordChange) -> None:
         await self._check_password(current.id, change.current_password)
         new_hash = await self.passwords.hash(change.new_password)
         moment = now()
-        async with User._meta.db.transaction():
-            await User.update(
+        async with db.transaction():
+            await tables.User.update(
                 {
-                    User.password_hash: new_hash,
-                    User.password_changed_at: moment,
-                    User.updated_at: moment,
+                    tables.User.password_hash: new_hash,
+                    tables.User.password_changed_at: moment,
+                    tables.User.updated_at: moment,
                 }
-            ).where(User.id == current.id)
-            revoked = await revoke_user_sessions(
-                current.id, "password_changed", keep=current.session_id
+            ).where(tables.User.id == current.id)
+            ended = await end_sessions(
+                "password_changed", user_id=current.id, keep=current.session_id
             )
-        sessions_changed()  # again, now that the revocations are committed
-        await audit.record(
+        await record_event(
             "password_changed",
             self.client,
             user_id=current.id,
             session_id=current.session_id,
-            sessions_revoked=revoked,
+            sessions_revoked=len(ended),
         )
 
     async def delete_account(self, current: CurrentUser, password: str) -> None:
         await self._check_password(current.id, password)
         # Sessions (and to-dos) go with the row: their foreign keys cascade.
-        await User.delete().where(User.id == current.id)
+        await tables.User.delete().where(tables.User.id == current.id)
         sessions_changed()
-        await audit.record(
+        await record_event(
             "account_deleted", self.client, user_id=current.id, session_id=current.session_id
         )
 
     async def _check_password(self, user_id: uuid.UUID, password: str) -> None:
         row = await (
-            User.select(User.password_hash.as_alias("password_hash"))
-            .where(User.id == user_id)
+            tables.User.select(tables.User.password_hash.as_alias("password_hash"))
+            .where(tables.User.id == user_id)
             .first()
         )
         if not await self.passwords.verify(row["password_hash"] if row else None, password):
             raise Unauthorized(WRONG_PASSWORD)
 
-    async def list_users(self, query: str | None, limit: int, cursor: str | None) -> Page[UserOut]:
+    async def list_users(
+        self, query: str | None, limit: int, cursor: str | None
+    ) -> Page[schemas.User]:
         """Newest accounts first; `query` matches email or username, case-insensitively."""
         scope = f"users:{query or ''}"
-        where: Any = None
+        where: Combinable | None = None
         if query:
-            pattern = _like_pattern(query.strip().lower())
-            where = User.email.like(pattern) | User.username.like(pattern)
+            pattern = db.like_pattern(query.strip().lower())
+            where = tables.User.email.like(pattern) | tables.User.username.like(pattern)
         if cursor:
             created_at, user_id = self.cursors.decode(scope, cursor, 2)
             at = datetime.fromisoformat(created_at)
-            after = (User.created_at < at) | (
-                (User.created_at == at) & (User.id < uuid.UUID(user_id))
+            after = (tables.User.created_at < at) | (
+                (tables.User.created_at == at) & (tables.User.id < uuid.UUID(user_id))
             )
             where = after if where is None else where & after
-        select = User.select(*USER_COLUMNS)
+        select = tables.User.select(*COLUMNS)
         if where is not None:
             select = select.where(where)
-        rows = await select.order_by(User.created_at, User.id, ascending=False).limit(limit + 1)
+        rows = await select.order_by(tables.User.created_at, tables.User.id, ascending=False).limit(
+            limit + 1
+        )
         page, next_cursor = keyset_page(
             self.cursors,
             scope,
@@ -178,17 +238,18 @@ class UserService:
             lambda row: [row["created_at"].isoformat(), str(row["id"])],
         )
         return Page(
-            data=[user_out(row) for row in page],
+            data=[user_from_row(row) for row in page],
             meta=PageMeta(count=len(page), next_cursor=next_cursor),
         )
 
     async def administer(
-        self, actor: CurrentUser, user_id: uuid.UUID, change: AdminUserUpdate
-    ) -> UserOut:
+        self, actor: Actor, user_id: uuid.UUID, change: schemas.AdminUserUpdate
+    ) -> Administered:
         """Admins (de)activate users; superadmins also change roles. Nobody changes themselves,
-        and only a superadmin touches an admin or superadmin account."""
+        and only a superadmin touches an admin or superadmin account. Deactivating ends every
+        session of the account."""
         target = await self.get(user_id)
-        if user_id == actor.id:
+        if user_id == actor.user_id:
             raise Forbidden("Administer your own account through /users/me.")
         if ROLE_RANK[target.role] >= ROLE_RANK["admin"] and actor.role != "superadmin":
             raise Forbidden("Only a superadmin can change an admin account.")
@@ -196,23 +257,29 @@ class UserService:
             raise Forbidden("Only a superadmin can change roles.")
         values: dict[Any, Any] = {}
         if change.is_active is not msgspec.UNSET:
-            values[User.is_active] = change.is_active
+            values[tables.User.is_active] = change.is_active
         if change.role is not msgspec.UNSET:
-            values[User.role] = change.role
+            values[tables.User.role] = change.role
         if not values:
-            return target
-        values[User.updated_at] = now()
-        async with User._meta.db.transaction():
-            rows = await User.update(values).where(User.id == user_id).returning(*USER_COLUMNS)
-            if change.is_active is False:
-                await revoke_user_sessions(user_id, "deactivated")
-        sessions_changed()  # a new role or is_active, now committed
+            return Administered(target, 0)
+        values[tables.User.updated_at] = now()
+        async with db.transaction():
+            rows = await (
+                tables.User.update(values).where(tables.User.id == user_id).returning(*COLUMNS)
+            )
+            ended = (
+                await end_sessions("deactivated", user_id=user_id)
+                if change.is_active is False
+                else []
+            )
+            # A new role or activity: this process's session cache forgets it once committed.
+            db.on_commit(sessions_changed)
         detail: dict[str, Any] = {
             key: value
             for key, value in (("is_active", change.is_active), ("role", change.role))
             if value is not msgspec.UNSET
         }
-        await audit.record(
-            "user_administered", self.client, user_id=user_id, by=str(actor.id), change=detail
+        await record_event(
+            "user_administered", self.client, user_id=user_id, by=actor.name, change=detail
         )
-        return user_out(rows[0])
+        return Administered(user_from_row(rows[0]), len(ended))

@@ -1,0 +1,85 @@
+"""The auth cookies: names, attributes, setting and clearing them, reading the refresh cookie."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from litestar import Request, Response
+from litestar.datastructures import Cookie
+
+from todo_api.auth.tokens import IssuedTokens
+from todo_api.core.config import Settings
+
+AUTH_PATH = "/api/v1/auth"
+
+
+def cookie_names(settings: Settings) -> tuple[str, str]:
+    """(access, refresh) cookie names; `__Secure-` prefixed whenever cookies are Secure."""
+    prefix = "__Secure-" if settings.cookie_secure else ""
+    return f"{prefix}access_token", f"{prefix}refresh_token"
+
+
+# Tokens are URL-safe base64 and dots: nothing in them needs quoting in a cookie.
+_COOKIE_SAFE = re.compile(r"^[A-Za-z0-9._-]*$")
+
+
+@dataclass
+class TokenCookie(Cookie):
+    """Litestar's Cookie, written out directly: Litestar renders every cookie through
+    `http.cookies.SimpleCookie`, which is slow, and a login or refresh sets two. Same attributes
+    as SimpleCookie writes; a value that would need quoting falls back to Litestar's rendering."""
+
+    def to_encoded_header(self) -> tuple[bytes, bytes]:
+        value = self.value or ""
+        if not _COOKIE_SAFE.match(value) or self.domain or self.expires is not None:
+            return super().to_encoded_header()
+        parts = [f"{self.key}={value}", f"Path={self.path}", f"SameSite={self.samesite}"]
+        if self.max_age is not None:
+            parts.append(f"Max-Age={self.max_age}")
+        if self.httponly:
+            parts.append("HttpOnly")
+        if self.secure:
+            parts.append("Secure")
+        return b"set-cookie", "; ".join(parts).encode("latin-1")
+
+
+def set_auth_cookies(response: Response[Any], settings: Settings, tokens: IssuedTokens) -> None:
+    access_name, refresh_name = cookie_names(settings)
+    remaining = int((tokens.session_expires_at - datetime.now(UTC)).total_seconds())
+    response.set_cookie(
+        TokenCookie(
+            key=access_name,
+            value=tokens.access_token,
+            max_age=tokens.expires_in,
+            path="/",
+            httponly=True,
+            secure=settings.cookie_secure,
+            samesite="strict",
+        )
+    )
+    response.set_cookie(
+        TokenCookie(
+            key=refresh_name,
+            value=tokens.refresh_token,
+            max_age=max(remaining, 0),
+            path=AUTH_PATH,
+            httponly=True,
+            secure=settings.cookie_secure,
+            samesite="strict",
+        )
+    )
+    response.headers["Cache-Control"] = "no-store"
+
+
+def clear_auth_cookies(response: Response[Any], settings: Settings) -> None:
+    access_name, refresh_name = cookie_names(settings)
+    for name, path in ((access_name, "/"), (refresh_name, AUTH_PATH)):
+        response.delete_cookie(name, path=path)
+    response.headers["Cache-Control"] = "no-store"
+
+
+def refresh_cookie(request: Request[Any, Any, Any], settings: Settings) -> str | None:
+    return request.cookies.get(cookie_names(settings)[1])

@@ -1,0 +1,9 @@
+"""The one clock every feature reads (UTC, timezone-aware)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
