@@ -5,7 +5,15 @@ its own business. (Imports here stay clear of `auth.service`, which imports `use
 """
 
 from todo_api.auth.audit import record_event
+from todo_api.auth.guards import requires_role
 from todo_api.auth.live_sessions import sessions_changed
 from todo_api.auth.sessions import AuditAs, end_sessions, session_exists
 
-__all__ = ["AuditAs", "end_sessions", "record_event", "session_exists", "sessions_changed"]
+__all__ = [
+    "AuditAs",
+    "end_sessions",
+    "record_event",
+    "requires_role",
+    "session_exists",
+    "sessions_changed",
+]

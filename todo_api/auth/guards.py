@@ -13,7 +13,7 @@ from litestar.handlers.base import BaseRouteHandler
 from todo_api.context import AppContext
 from todo_api.core.identity import CurrentUser, Role, has_role
 
-# Async: Litestar runs a synchronous guard in a worker thread (~50 µs a request).
+# Async: Litestar runs a synchronous guard in a worker thread (a thread hop per request).
 Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Awaitable[None]]
 
 

@@ -9,7 +9,7 @@ from litestar import Controller, Request, delete, get, patch, put
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody
 
-from todo_api.auth.guards import requires_role
+from todo_api.auth import requires_role
 from todo_api.context import AppContext
 from todo_api.core.errors import problem_response
 from todo_api.core.identity import CurrentUser

@@ -20,7 +20,7 @@ _ACCEPTABLE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 class _Ids:
     """32 hex characters unique per request: a random per-process prefix and a counter.
-    (uuid4 asks the kernel for 16 random bytes per request: ~4% of a GET's CPU under load.)"""
+    (uuid4 asks the kernel for 16 random bytes per request, a measurable cost under load.)"""
 
     def __init__(self) -> None:
         self.renew()
