@@ -253,7 +253,7 @@ class World:
         """The cursor each app gives for "after this row" in the default list."""
         if app == "peer":  # the peer's own (idiomatic) cursor: isoformat of the datetime
             scope, key = f"todos:{owner}:created_at", row["created_at"].isoformat()
-        else:  # ours (todo_api/todos/service.py) and the ceiling: PostgreSQL's text
+        else:  # ours (todo_api/todos/queries.py) and the ceiling: PostgreSQL's text
             scope, key = f"todos:{owner}:created_at:None:None:None:None", row["key"]
         return self.cursors.encode(scope, [key, str(row["id"])])
 

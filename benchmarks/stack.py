@@ -26,11 +26,11 @@ import asyncpg
 import httpx
 from argon2 import PasswordHasher
 
-from todo_api.core import db
 from todo_api.auth.tokens import TokenKeys
+from todo_api.core import db
 from todo_api.core.config import load_settings
-from todo_api.ops.embedded import FAST_UNSAFE_OPTIONS, EmbeddedPostgres, free_port
 from todo_api.core.pagination import Cursors
+from todo_api.ops.embedded import FAST_UNSAFE_OPTIONS, EmbeddedPostgres, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery staple"
