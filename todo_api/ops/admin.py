@@ -105,7 +105,7 @@ async def save_staff_user(username: str, password: str) -> str:
         StaffUser.admin: True,
         StaffUser.superuser: True,
     }
-    async with StaffUser._meta.db.transaction():
+    async with db.transaction():
         rows = await (
             StaffUser.update(values).where(StaffUser.username == username).returning(StaffUser.id)
         )
