@@ -43,6 +43,7 @@ from starlette.requests import Request
 from todo_api.auth import AuditAs, end_sessions, session_exists
 from todo_api.auth.tables import AuthEvent, DeviceSession
 from todo_api.context import AppContext
+from todo_api.core import db
 from todo_api.core.errors import DomainError
 from todo_api.core.identity import Actor, Client
 from todo_api.todos.tables import Todo
