@@ -13,7 +13,7 @@ DB = Engine(
 APP_REGISTRY = AppRegistry(
     apps=[
         "todo_api.piccolo_app",
-        # Staff accounts and their sessions for the admin UI (todo_api/admin.py).
+        # Staff accounts and their sessions for the admin UI (todo_api/ops/admin.py).
         "piccolo.apps.user.piccolo_app",
         "piccolo_api.session_auth.piccolo_app",
     ]

@@ -39,7 +39,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from msgspec import Meta
 
-# --- settings: the same variables and defaults as todo_api/config.py -------------------------
+# --- settings: the same variables and defaults as todo_api/core/config.py-----------------------
 ENV = os.environ
 SECRET = ENV.get("SECRET_KEY", "dev-only-insecure-secret-key-change-me-0123456789").encode()
 
@@ -224,7 +224,7 @@ class HTTPError(Exception):
         self.status, self.detail, self.headers = status, detail, list(headers)
 
 
-# --- tokens and cursors (the formats of todo_api/auth/tokens.py and todo_api/pagination.py) --
+# --- tokens and cursors (the formats of todo_api/auth/tokens.py and todo_api/core/pagination.py)
 def decode_access(token: str) -> tuple[uuid.UUID, uuid.UUID]:
     try:
         header = jwt.get_unverified_header(token)
@@ -765,7 +765,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 def main() -> None:
     import uvicorn
 
-    # The options `python -m todo_api serve` passes (todo_api/cli.py), but no access log.
+    # The options `python -m todo_api serve` passes (todo_api/ops/cli.py), but no access log.
     uvicorn.run(
         "benchmarks.ceiling:app",
         host=ENV.get("HOST", "127.0.0.1"),

@@ -735,7 +735,7 @@ async def login(data: LoginRequest, request: Request, response: Response, db: DB
 def main() -> None:
     import uvicorn
 
-    # The options `python -m todo_api serve` passes (todo_api/cli.py); uvicorn's default
+    # The options `python -m todo_api serve` passes (todo_api/ops/cli.py); uvicorn's default
     # access log stays on, as in a typical deployment.
     uvicorn.run(
         "benchmarks.peer:app",

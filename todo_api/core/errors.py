@@ -138,7 +138,7 @@ def _unexpected(exc: Exception) -> ProblemDetailsException:
     return problem(HTTPStatus.INTERNAL_SERVER_ERROR, "An unexpected error occurred.")
 
 
-# What every error response's body looks like; todo_api/openapi.py publishes it for every 4xx/5xx.
+# What every error response's body looks like; todo_api/web/openapi.py publishes it for every 4xx/5xx.
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_DETAILS_SCHEMA = Schema(
     title="ProblemDetails",
@@ -168,7 +168,7 @@ PROBLEM_DETAILS_SCHEMA = Schema(
 
 
 def problem_response(description: str) -> ResponseSpec:
-    """An error an operation answers beyond the ones todo_api/openapi.py infers, for `responses=`."""
+    """An error an operation answers beyond the ones todo_api/web/openapi.py infers, for `responses=`."""
     return ResponseSpec(data_container=None, description=description)
 
 

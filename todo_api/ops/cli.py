@@ -93,7 +93,7 @@ def _run_uvicorn(settings: Settings, **options: Any) -> None:
         proxy_headers=bool(settings.trusted_proxies),
         forwarded_allow_ips=",".join(settings.trusted_proxies),
         server_header=False,
-        # Every request is logged once by the app (todo_api/logs.py), with its request id.
+        # Every request is logged once by the app (todo_api/web/logs.py), with its request id.
         access_log=False,
         **options,
     )

@@ -119,7 +119,7 @@ def _document_errors(handler: HTTPRouteHandler, operation: Operation, needs_toke
         if parameter.param_in == "header" and parameter.name.lower() in BY_HEADER:
             status, description = BY_HEADER[parameter.name.lower()]
             errors[status] = description
-    # The key the rate limiter reads (todo_api/auth/security.py).
+    # The key the rate limiter reads (todo_api/auth/rate_limits.py).
     if handler.opt.get("rate_limit"):
         errors[HTTPStatus.TOO_MANY_REQUESTS] = RATE_LIMITED
 
