@@ -39,7 +39,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from msgspec import Meta
 
-# --- settings: the same variables and defaults as todo_api/core/config.py-----------------------
+# --- settings: the same variables and defaults as todo_api/core/config.py ------------------
 ENV = os.environ
 SECRET = ENV.get("SECRET_KEY", "dev-only-insecure-secret-key-change-me-0123456789").encode()
 
