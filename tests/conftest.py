@@ -2,70 +2,34 @@
 
 Each test gets its own database cloned from a migrated template, so tests pass alone, in any order
 and in parallel (the template's name carries the process id), and real commits are visible to
-concurrent connections.
+concurrent connections. The helpers tests share are in tests/support/; the fixtures are here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import tempfile
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
 import pytest
 from litestar import Litestar
 
-from todo_api.core import db
+from tests.support.asgi import app_client
+from tests.support.database import TEST_ENV, embedded_cluster, new_database
+from tests.support.serving import ServeProcess, StartServer, app_env
 from todo_api.app import create_app
+from todo_api.core import db
 from todo_api.core.config import Settings, load_settings
-from todo_api.ops.embedded import FAST_UNSAFE_OPTIONS, EmbeddedPostgres
-
-TEST_SECRET_KEY = "test-secret-key-that-is-long-enough-for-hs256-0123456789"
-TEST_ENV = {
-    "APP_ENV": "test",
-    "SECRET_KEY": TEST_SECRET_KEY,
-    "DB_POOL_MIN": "1",
-    "DB_POOL_MAX": "10",
-    # Cheap argon2 (production parameters cost ~100-300 ms a hash); the same code paths.
-    "ARGON2_TIME_COST": "1",
-    "ARGON2_MEMORY_KIB": "1024",
-    # Tests that exercise rate limits set their own; the rest must not trip them.
-    "RATE_LIMIT_LOGIN": "1000/minute",
-    "RATE_LIMIT_REGISTER": "1000/minute",
-    "RATE_LIMIT_TOKEN": "1000/minute",
-    "RATE_LIMIT_REFRESH": "1000/minute",
-}
+from todo_api.ops.embedded import EmbeddedPostgres
 
 
 @pytest.fixture(scope="session")
 def anyio_backend() -> str:
     return "asyncio"
-
-
-def with_database(url: str, name: str) -> str:
-    """`url` with its database replaced by `name`."""
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{name}"))
-
-
-def execute(url: str, *statements: str) -> None:
-    """Run statements on a short-lived connection (outside any test's event loop)."""
-
-    async def run() -> None:
-        connection = await asyncpg.connect(url)
-        try:
-            for statement in statements:
-                await connection.execute(statement)
-        finally:
-            await connection.close()
-
-    asyncio.run(run())
 
 
 @pytest.fixture(scope="session")
@@ -74,36 +38,30 @@ def pg_admin_url() -> Iterator[str]:
     if url := os.environ.get("TEST_DATABASE_URL"):
         yield url
         return
-    server = EmbeddedPostgres(
-        Path(tempfile.mkdtemp(prefix="todo-api-tests-")) / "pg", options=FAST_UNSAFE_OPTIONS
-    )
-    server.start()
-    try:
-        yield server.url()
-    finally:
-        server.delete()
+    with embedded_cluster("todo-api-tests-") as cluster:
+        yield cluster.url()
 
 
 @pytest.fixture(scope="session")
 def template_database(pg_admin_url: str) -> Iterator[str]:
-    """A migrated database that each test's database is cloned from."""
-    name = f"todo_tmpl_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    execute(pg_admin_url, f'CREATE DATABASE "{name}"')
-    asyncio.run(db.migrate(with_database(pg_admin_url, name)))
-    try:
-        yield name
-    finally:
-        execute(pg_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    """A migrated database that each test's database is cloned from; its URL."""
+    with new_database(pg_admin_url, f"todo_tmpl_{os.getpid()}") as url:
+        asyncio.run(db.migrate(url))
+        yield url
+
+
+@pytest.fixture
+def own_cluster() -> Iterator[EmbeddedPostgres]:
+    """A migrated cluster of this test's own, so stopping it disturbs no other test."""
+    with embedded_cluster("todo-api-own-") as cluster:
+        asyncio.run(db.migrate(cluster.url()))
+        yield cluster
 
 
 @pytest.fixture
 def database_url(pg_admin_url: str, template_database: str) -> Iterator[str]:
-    name = f"todo_test_{uuid.uuid4().hex[:16]}"
-    execute(pg_admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
-    try:
-        yield with_database(pg_admin_url, name)
-    finally:
-        execute(pg_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with new_database(pg_admin_url, "todo_test", template=template_database) as url:
+        yield url
 
 
 @pytest.fixture
@@ -125,12 +83,7 @@ def app(settings: Settings) -> Litestar:
 @pytest.fixture
 async def client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
     """The real app over HTTP, its lifespan (and so its database pool) running."""
-    async with (
-        app.lifespan(),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://testserver"
-        ) as c,
-    ):
+    async with app_client(app) as c:
         yield c
 
 
@@ -145,15 +98,33 @@ def client_with(
 
     @asynccontextmanager
     async def build(**overrides: str) -> AsyncIterator[httpx.AsyncClient]:
-        app = create_app(load_settings({**settings_env, **overrides}))
-        transport = httpx.ASGITransport(app=app)
-        async with (
-            app.lifespan(),
-            httpx.AsyncClient(transport=transport, base_url="http://testserver") as c,
-        ):
+        async with app_client(create_app(load_settings({**settings_env, **overrides}))) as c:
             yield c
 
     return build
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[StartServer]:
+    """`start_server(database_url, **env)` starts `serve` (1 worker) on that database; every
+    server started is stopped (SIGCONT, SIGTERM, then SIGKILL) when the test ends."""
+    started: list[ServeProcess] = []
+
+    def start(database_url: str, **overrides: str) -> ServeProcess:
+        server = ServeProcess(
+            app_env(database_url, **overrides), tmp_path / f"serve-{len(started)}.log"
+        )
+        started.append(server)
+        server.start()
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.stop(grace=5)  # a test that checks the shutdown has done so already
+            # Shown by pytest when the test fails.
+            print(f"--- {server.log_path.name} ---\n{server.log_tail(4000)}")
 
 
 @pytest.fixture

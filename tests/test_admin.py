@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 import uuid
 from typing import Any
 
@@ -13,9 +10,9 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.conftest import TEST_ENV
-from tests.factories import PASSWORD, Device, login, new_user
-from tests.test_cli import REPO_ROOT
+from tests.support.accounts import PASSWORD, Device, fresh_jar, login, new_user
+from tests.support.cli import run_cli
+from tests.support.todos import create_todo
 from todo_api.ops.admin import StaffUser, save_staff_user
 
 pytestmark = [
@@ -28,25 +25,8 @@ STAFF = "ops"
 STAFF_PASSWORD = "staff passphrase 0123"
 ME = "/api/v1/users/me"
 SECRETS = ("password_hash", "refresh_salt")
-
-
-def run_cli(database_url: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    """`python -m todo_api ARGS` against the test's database, `stdin` typed in."""
-    return subprocess.run(
-        [sys.executable, "-m", "todo_api", *args],
-        cwd=REPO_ROOT,
-        env={**os.environ, **TEST_ENV, "DATABASE_URL": database_url},
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-def admin_client(client: httpx.AsyncClient, base_url: str | None = None) -> httpx.AsyncClient:
-    """A fresh browser-like cookie jar on the same app."""
-    return httpx.AsyncClient(transport=client._transport, base_url=base_url or client.base_url)
+# The tables the admin offers.
+ADMIN_TABLES = ["app_user", "auth_event", "device_session", "todo"]
 
 
 def csrf_headers(browser: httpx.AsyncClient, **extra: str) -> dict[str, str]:
@@ -58,7 +38,7 @@ async def staff_login(
     client: httpx.AsyncClient, username: str = STAFF, password: str = STAFF_PASSWORD
 ) -> httpx.AsyncClient:
     """Sign in as the SPA does: load /admin/ (sets the CSRF cookie), then POST the login."""
-    browser = admin_client(client)
+    browser = fresh_jar(client)
     assert (await browser.get("/admin/")).status_code == 200
     response = await browser.post(
         "/admin/public/login/",
@@ -128,7 +108,7 @@ async def test_the_admin_api_refuses_anyone_but_signed_in_staff(
     )
     visitor = await staff_login(client, "visitor")
     api_user = await new_user(client)
-    anonymous = admin_client(client)
+    anonymous = fresh_jar(client)
     await anonymous.get("/admin/")  # a CSRF cookie, so only the missing session is in the way
 
     for browser, headers in (
@@ -151,7 +131,7 @@ async def test_staff_sign_in_needs_the_csrf_token_and_the_right_password(
 ) -> None:
     await save_staff_user(STAFF, STAFF_PASSWORD)
     credentials = {"username": STAFF, "password": STAFF_PASSWORD}
-    browser = admin_client(client)
+    browser = fresh_jar(client)
 
     # No CSRF cookie yet (the page was never loaded): refused before the password is looked at.
     response = await browser.post("/admin/public/login/", json=credentials)
@@ -191,7 +171,7 @@ async def test_over_https_a_post_must_come_from_the_admins_own_origin(
 ) -> None:
     await save_staff_user(STAFF, STAFF_PASSWORD)
     credentials = {"username": STAFF, "password": STAFF_PASSWORD}
-    browser = admin_client(client, base_url="https://admin.example.com")
+    browser = fresh_jar(client, base_url="https://admin.example.com")
     await browser.get("/admin/")
 
     for origin in ("https://evil.example", None):
@@ -254,7 +234,7 @@ async def test_the_admin_never_shows_password_hashes_or_refresh_salts(
     assert sessions.json()["rows"][0]["user_readable"] == user.email
     # The tables the admin offers, and nothing else (no idempotency keys, no staff tables).
     tables = await staff.get("/admin/api/tables/")
-    assert sorted(tables.json()) == ["app_user", "auth_event", "device_session", "todo"]
+    assert sorted(tables.json()) == ADMIN_TABLES
 
 
 async def test_staff_find_a_users_todos_sessions_and_events(
@@ -263,10 +243,7 @@ async def test_staff_find_a_users_todos_sessions_and_events(
     user = await new_user(client)
     other = await new_user(client)
     for device, title in ((user, "Buy milk"), (other, "Walk the dog")):
-        response = await device.client.post(
-            "/api/v1/todos", json={"title": title}, headers=device.headers
-        )
-        assert response.status_code == 201
+        await create_todo(device, title)
 
     todos = await staff.get(
         "/admin/api/tables/todo/", params={"owner": user.user_id, "__readable": "true"}
@@ -289,12 +266,12 @@ async def test_staff_find_a_users_todos_sessions_and_events(
 # --- what staff may change -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("table", ["auth_event", "app_user", "device_session", "todo"])
+@pytest.mark.parametrize("table", ADMIN_TABLES)
 async def test_rows_cannot_be_written_through_the_admin_api(
     client: httpx.AsyncClient, staff: httpx.AsyncClient, conn: asyncpg.Connection, table: str
 ) -> None:
     user = await new_user(client)
-    await user.client.post("/api/v1/todos", json={"title": "x"}, headers=user.headers)
+    await create_todo(user, "x")
     row_id = await conn.fetchval(f"SELECT id FROM {table} ORDER BY id LIMIT 1")
     before = await conn.fetch(f"SELECT * FROM {table} ORDER BY id")
     base = f"/admin/api/tables/{table}"
@@ -429,7 +406,7 @@ async def test_admin_user_creates_a_staff_superuser_then_resets_its_password(
     assert result.returncode == 0, result.stderr
     assert "updated staff user ops" in result.stdout
     assert (await browser.get("/admin/api/user/")).status_code == 401  # signed out
-    fresh = admin_client(client)
+    fresh = fresh_jar(client)
     await fresh.get("/admin/")
     old = await fresh.post(
         "/admin/public/login/",

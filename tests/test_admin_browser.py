@@ -8,17 +8,14 @@ browser here: it is pointed at the system's Chromium.
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.chaos_run import ServeProcess, app_env
-from tests.factories import PASSWORD, unique_email
-from tests.test_cli import REPO_ROOT
+from tests.support.accounts import PASSWORD, unique_email
+from tests.support.cli import REPO_ROOT, run_cli
+from tests.support.serving import StartServer
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -43,36 +40,19 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture
-def server_env(database_url: str) -> dict[str, str]:
-    return app_env(database_url)
-
-
-@pytest.fixture
-def server(server_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
-    """`python -m todo_api serve` in its own process; yields its base URL."""
-    process = ServeProcess(server_env, tmp_path / "server.log")
-    process.start()
-    try:
-        asyncio.run(process.wait_ready(seconds=20))
-        yield process.url
-    finally:
-        process.stop(grace=10)
+def server(database_url: str, start_server: StartServer) -> str:
+    """`python -m todo_api serve` in its own process on the test's database; its base URL."""
+    process = start_server(database_url)
+    asyncio.run(process.wait_ready(seconds=20))
+    return process.url
 
 
 def test_staff_see_an_api_users_todo_and_revoke_their_session_in_the_browser(
-    server: str, server_env: dict[str, str]
+    server: str, database_url: str
 ) -> None:
     from playwright.sync_api import expect, sync_playwright
 
-    staff = subprocess.run(
-        [sys.executable, "-m", "todo_api", "admin-user", STAFF, STAFF_PASSWORD],
-        cwd=REPO_ROOT,
-        env=server_env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    staff = run_cli(database_url, "admin-user", STAFF, STAFF_PASSWORD)
     assert staff.returncode == 0, staff.stderr
 
     with httpx.Client(base_url=server, timeout=10) as api:

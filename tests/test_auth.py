@@ -12,7 +12,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.factories import (
+from tests.support.accounts import (
     PASSWORD,
     login,
     new_user,
@@ -21,7 +21,7 @@ from tests.factories import (
     register,
     unique_email,
 )
-from tests.test_problems import assert_problem
+from tests.support.problems import assert_problem
 
 pytestmark = pytest.mark.anyio
 

@@ -23,7 +23,7 @@ import httpx
 import jwt
 import pytest
 
-from tests.factories import (
+from tests.support.accounts import (
     PASSWORD,
     Device,
     login,
@@ -32,7 +32,7 @@ from tests.factories import (
     register,
     unique_email,
 )
-from tests.test_problems import assert_problem
+from tests.support.problems import assert_problem
 from todo_api.core.config import Settings
 
 pytestmark = pytest.mark.anyio

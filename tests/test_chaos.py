@@ -2,8 +2,8 @@
 terminated, row locks held, transactions abandoned; `serve` sent SIGTERM and SIGKILL under load;
 two `serve` processes (and two cleanup jobs) on one database.
 
-Each test starts `python -m todo_api serve` in processes of its own (tests/chaos_run.py has
-the helpers) and talks to it over loopback HTTP; what is stored is read back with `conn`.
+Each test starts `python -m todo_api serve` in processes of its own (tests/support/chaos.py
+has the helpers) and talks to it over loopback HTTP; what is stored is read back with `conn`.
 `just chaos` runs the long version: repeated kills under bigger loads.
 """
 
@@ -13,86 +13,47 @@ import asyncio
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
 
-from tests.chaos_run import (
+from tests.support.accounts import (
+    PASSWORD,
+    login_on,
+    new_user_on,
+    register,
+    token_refused,
+)
+from tests.support.chaos import (
     CLEANUP_LINE,
-    GRACEFUL_SHUTDOWN_SECONDS,
-    Account,
     FaultAt,
-    ServeProcess,
     StallingProxy,
     app_backends,
-    app_env,
     creations,
-    http,
     ledger,
-    log_in,
-    new_account,
     post_creation,
-    register,
     retry_unacknowledged,
     run_concurrent_cleanups,
     run_creations,
     seed_dead_rows,
     terminate_app_backends,
-    wait_for,
 )
-from tests.factories import PASSWORD
-from tests.test_problems import assert_problem
-from tests.test_rate_limits import REDIS_URL, random_address, redis_reachable
-from todo_api.core import db
-from todo_api.ops.embedded import FAST_UNSAFE_OPTIONS, EmbeddedPostgres
+from tests.support.problems import assert_problem
+from tests.support.redis import REDIS_URL, random_address, redis_reachable
+from tests.support.serving import GRACEFUL_SHUTDOWN_SECONDS, ServeProcess, StartServer, http
+from tests.support.todos import TODOS, create_todo
+from tests.support.waiting import wait_for
+from todo_api.ops.embedded import EmbeddedPostgres
 
 pytestmark = pytest.mark.anyio
 
-StartServer = Callable[..., ServeProcess]
 ME = "/api/v1/users/me"
-TODOS = "/api/v1/todos"
 # A database error must come back at once, not after a pool or request timeout.
 FAIL_FAST_SECONDS = 2.0
 ROW_LOCK = "SELECT id FROM todo WHERE id = $1 FOR UPDATE"
-
-
-@pytest.fixture
-def start_server(tmp_path: Path) -> Iterator[StartServer]:
-    """`start_server(database_url, **env)` starts `serve` (1 worker) on that database; every
-    server started is stopped (SIGCONT, SIGTERM, then SIGKILL) when the test ends."""
-    started: list[ServeProcess] = []
-
-    def start(database_url: str, **overrides: str) -> ServeProcess:
-        server = ServeProcess(
-            app_env(database_url, **overrides), tmp_path / f"serve-{len(started)}.log"
-        )
-        started.append(server)
-        server.start()
-        return server
-
-    try:
-        yield start
-    finally:
-        for server in started:
-            server.stop(grace=5)  # a test that checks the shutdown has done so already
-            # Shown by pytest when the test fails.
-            print(f"--- {server.log_path.name} ---\n{server.log_tail(4000)}")
-
-
-@pytest.fixture
-def own_cluster(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
-    """A migrated cluster of this test's own, so stopping it disturbs no other test."""
-    cluster = EmbeddedPostgres(tmp_path / "pg", options=FAST_UNSAFE_OPTIONS)
-    try:
-        cluster.start()
-        asyncio.run(db.migrate(cluster.url()))
-        yield cluster
-    finally:
-        cluster.delete()
 
 
 async def ready_server(start: StartServer, database_url: str, **overrides: str) -> ServeProcess:
@@ -143,13 +104,6 @@ async def waiting_on_a_lock(conn: asyncpg.Connection) -> int:
     return pid
 
 
-async def create_todo(client: httpx.AsyncClient, account: Account, title: str = "t") -> str:
-    response = await client.post(TODOS, json={"title": title}, headers=account.headers)
-    assert response.status_code == 201, response.text
-    todo_id: str = response.json()["id"]
-    return todo_id
-
-
 # --- 1. database faults ----------------------------------------------------------------------
 
 
@@ -158,8 +112,8 @@ async def test_while_postgres_is_down_requests_fail_fast_and_closed_and_recover_
 ) -> None:
     server = await ready_server(start_server, own_cluster.url())
     async with http(server.url) as client:
-        account = await new_account(client)
-        todo_id = await create_todo(client, account)
+        account = await new_user_on(client)
+        todo_id = (await create_todo(account, "t"))["id"]
         assert (await client.get(ME, headers=account.headers)).status_code == 200
 
         await asyncio.to_thread(own_cluster.stop)
@@ -213,7 +167,7 @@ async def test_terminated_idle_pooled_connections_are_replaced_on_next_use(
 ) -> None:
     server = await ready_server(start_server, database_url)
     async with http(server.url) as client:
-        account = await new_account(client)
+        account = await new_user_on(client)
         # Several requests at once, so the pool holds several connections.
         burst = await asyncio.gather(*(client.get(ME, headers=account.headers) for _ in range(10)))
         assert {response.status_code for response in burst} == {200}
@@ -249,7 +203,7 @@ async def test_backends_terminated_under_load_fail_only_their_requests_and_leak_
         start_server, database_url, DB_POOL_MAX="10", REQUEST_TIMEOUT_SECONDS="3"
     )
     async with http(server.url) as client:
-        account = await new_account(client)
+        account = await new_user_on(client)
     items = creations(400, "terminated")
     stop = asyncio.Event()
     load = asyncio.ensure_future(
@@ -297,8 +251,8 @@ async def test_a_backend_killed_mid_request_fails_only_that_request_with_503(
 ) -> None:
     server = await ready_server(start_server, database_url, DB_LOCK_TIMEOUT_MS="20000")
     async with http(server.url) as client:
-        account = await new_account(client)
-        todo_id = await create_todo(client, account, "before")
+        account = await new_user_on(client)
+        todo_id = (await create_todo(account, "before"))["id"]
         async with holding(database_url, ROW_LOCK, uuid.UUID(todo_id)):
             patch = asyncio.ensure_future(
                 client.patch(f"{TODOS}/{todo_id}", json={"title": "after"}, headers=account.headers)
@@ -335,7 +289,7 @@ async def test_a_backend_killed_mid_transaction_frees_its_pooled_connection(
         REQUEST_TIMEOUT_SECONDS="5",
     )
     async with http(server.url) as client:
-        account = await new_account(client)
+        account = await new_user_on(client)
         item = creations(1, "killed-tx")[0]
         # The create's transaction claims its idempotency key, then waits to insert.
         async with holding(database_url, "LOCK TABLE todo IN SHARE MODE"):
@@ -371,8 +325,8 @@ async def test_a_write_blocked_by_a_row_lock_fails_at_the_timeout_instead_of_han
         start_server, database_url, **{**limits, guard: str(lock_timeout_ms)}
     )
     async with http(server.url) as client:
-        account = await new_account(client)
-        todo_id = await create_todo(client, account, "before")
+        account = await new_user_on(client)
+        todo_id = (await create_todo(account, "before"))["id"]
         # Another transaction holds the row and sits idle.
         async with holding(database_url, ROW_LOCK, uuid.UUID(todo_id)):
             response, seconds = await timed(
@@ -403,7 +357,7 @@ async def test_a_session_check_stuck_on_the_database_is_cut_at_the_request_timeo
         DB_STATEMENT_TIMEOUT_MS="20000",
     )
     async with http(server.url) as client:
-        account = await new_account(client)
+        account = await new_user_on(client)
         async with holding(database_url, "LOCK TABLE device_session IN ACCESS EXCLUSIVE MODE"):
             try:
                 response, seconds = await timed(
@@ -432,7 +386,7 @@ async def test_an_app_transaction_stalled_between_statements_is_ended_and_its_lo
             DB_LOCK_TIMEOUT_MS="20000",
         )
         async with http(server.url) as client:
-            account = await new_account(client)
+            account = await new_user_on(client)
             item = creations(1, "stalled")[0]
             async with holding(database_url, "LOCK TABLE todo IN SHARE MODE"):
                 create = asyncio.ensure_future(post_creation(client, account.access_token, item))
@@ -487,7 +441,7 @@ async def test_an_app_frozen_mid_statement_in_a_transaction_does_not_pin_its_loc
         DB_TRANSACTION_TIMEOUT_MS="1500",
     )
     async with http(server.url) as client:
-        account = await new_account(client)
+        account = await new_user_on(client)
         item = creations(1, "frozen")[0]
         async with holding(database_url, "LOCK TABLE todo IN SHARE MODE"):
             create = asyncio.ensure_future(post_creation(client, account.access_token, item))
@@ -528,7 +482,7 @@ async def test_sigterm_answers_every_in_flight_login_exits_cleanly_and_closes_th
     )
     logins = 20
     async with http(server.url, concurrency=logins) as client:
-        email = await register(client)
+        email = (await register(client))["email"]
         # Hold every login at its session insert, so all 20 are surely in flight at SIGTERM.
         async with holding(database_url, "LOCK TABLE device_session IN SHARE MODE"):
             requests = [
@@ -578,7 +532,7 @@ async def test_sigkill_during_acknowledged_creations_loses_none_and_half_writes_
 ) -> None:
     server = await ready_server(start_server, database_url)
     async with http(server.url) as client:
-        account = await new_account(client)
+        account = await new_user_on(client)
     items = creations(300, "sigkill")
     fault = FaultAt(threshold=100, fire=server.kill_group)
     await run_creations(server.url, account.access_token, items, 16, fault, fault.stop)
@@ -624,12 +578,6 @@ def shared_env() -> tuple[dict[str, str], dict[str, str]]:
     )
 
 
-async def refused(client: httpx.AsyncClient, account: Account) -> bool:
-    response = await client.get(ME, headers=account.headers)
-    assert response.status_code in (200, 401), response.text
-    return response.status_code == 401
-
-
 async def test_a_session_revoked_through_one_process_is_refused_by_the_other_within_a_second(
     database_url: str, start_server: StartServer
 ) -> None:
@@ -638,9 +586,9 @@ async def test_a_session_revoked_through_one_process_is_refused_by_the_other_wit
     second = start_server(database_url, **env)
     await asyncio.gather(first.wait_ready(), second.wait_ready())
     async with http(first.url) as one, http(second.url) as two:
-        email = await register(one, headers)
-        phone = await log_in(one, email, headers)
-        laptop = await log_in(two, email, headers)
+        email = (await register(one, headers=headers))["email"]
+        phone = await login_on(one, email, headers=headers)
+        laptop = await login_on(two, email, headers=headers)
         for client in (one, two):
             for device in (phone, laptop):
                 assert (await client.get(ME, headers=device.headers)).status_code == 200
@@ -653,7 +601,7 @@ async def test_a_session_revoked_through_one_process_is_refused_by_the_other_wit
         # reaches its live-session cache (milliseconds; the promise is within a second).
         assert (await one.get(ME, headers=phone.headers)).status_code == 401
         await wait_for(
-            lambda: refused(two, phone),
+            lambda: token_refused(two, phone),
             seconds=1.0,
             what="the other process to refuse",
             interval=0.01,
@@ -664,7 +612,7 @@ async def test_a_session_revoked_through_one_process_is_refused_by_the_other_wit
         assert ended.status_code == 204, ended.text
         assert (await two.get(ME, headers=laptop.headers)).status_code == 401
         await wait_for(
-            lambda: refused(one, laptop),
+            lambda: token_refused(one, laptop),
             seconds=1.0,
             what="the other process to refuse",
             interval=0.01,
@@ -683,7 +631,7 @@ async def test_the_login_rate_limit_counts_across_processes_through_redis(
     await asyncio.gather(first.wait_ready(), second.wait_ready())
     address = random_address()
     async with http(first.url) as one, http(second.url) as two:
-        email = await register(one, {"X-Forwarded-For": random_address()})
+        email = (await register(one, headers={"X-Forwarded-For": random_address()}))["email"]
 
         async def log_in_from(client: httpx.AsyncClient, address: str) -> httpx.Response:
             return await client.post(

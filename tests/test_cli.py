@@ -2,37 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
 
-from tests.conftest import TEST_ENV
-from tests.factories import PASSWORD, login, new_user, unique_email
+from tests.support.accounts import PASSWORD, fresh_jar, login, new_user, unique_email
+from tests.support.cli import run_cli
 
 pytestmark = pytest.mark.anyio
-
-REPO_ROOT = Path(__file__).parent.parent
-
-
-def run_cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """`python -m todo_api ARGS` against the test's database."""
-    env = {**os.environ, **TEST_ENV, "DATABASE_URL": database_url}
-    return subprocess.run(
-        [sys.executable, "-m", "todo_api", *args],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 # --- create-user ----------------------------------------------------------------------------
@@ -174,7 +154,7 @@ async def test_cleanup_keeps_recently_revoked_sessions_so_token_reuse_is_still_d
         "UPDATE device_session SET rotated_at = now() - interval '1 hour' WHERE id = $1",
         uuid.UUID(device.session_id),
     )
-    async with httpx.AsyncClient(transport=client._transport, base_url=client.base_url) as thief:
+    async with fresh_jar(client) as thief:
         replay = await thief.post(
             "/api/v1/auth/refresh", headers={"Cookie": f"refresh_token={stolen}"}
         )

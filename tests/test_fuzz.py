@@ -43,8 +43,8 @@ from schemathesis import Case, Response
 from schemathesis.errors import FailureGroup
 from schemathesis.python import asgi
 
-from tests.conftest import TEST_ENV, execute
-from tests.factories import PASSWORD
+from tests.support.accounts import PASSWORD
+from tests.support.database import TEST_ENV, execute
 from todo_api.app import create_app
 from todo_api.core.config import load_settings
 

@@ -18,12 +18,12 @@ import httpx
 import jsonschema_rs
 import pytest
 
-from tests.factories import PASSWORD, Device, new_user, register, unique_email
+from tests.support.accounts import PASSWORD, Device, new_user, register, set_role, unique_email
+from tests.support.todos import TODOS, create_todo
 
 pytestmark = pytest.mark.anyio
 
 SCHEMA_PATH = "/docs/openapi.json"
-TODOS = "/api/v1/todos"
 ME = "/api/v1/users/me"
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
@@ -53,12 +53,6 @@ def resolved(document: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]
     if ref := schema.get("$ref"):
         return component(document, ref.rsplit("/", 1)[-1])
     return schema
-
-
-async def create_todo(device: Device) -> str:
-    response = await device.client.post(TODOS, json={"title": "t"}, headers=device.headers)
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
 
 
 # Error responses are RFC 9457 problems, but the schema documented Litestar's default
@@ -152,7 +146,8 @@ def stale(method: str, action: str = "") -> Provoke:
     """A write on a real to-do with an If-Match naming an old version."""
 
     async def send(client: httpx.AsyncClient, device: Device, _: Any) -> httpx.Response:
-        url = f"{TODOS}/{await create_todo(device)}{action}"
+        todo = await create_todo(device, "t")
+        url = f"{TODOS}/{todo['id']}{action}"
         headers = {**device.headers, "If-Match": '"7"'}
         kwargs: dict[str, Any] = (
             {"json": {"title": "x"}} if method == "PATCH" and not action else {}
@@ -162,16 +157,10 @@ def stale(method: str, action: str = "") -> Provoke:
     return send
 
 
-async def make_admin(conn: asyncpg.Connection, device: Device) -> None:
-    await conn.execute(
-        "UPDATE app_user SET role = 'admin' WHERE id = $1", uuid.UUID(device.user_id)
-    )
-
-
 async def admin_on_itself(
     client: httpx.AsyncClient, device: Device, conn: asyncpg.Connection
 ) -> httpx.Response:
-    await make_admin(conn, device)
+    await set_role(conn, device.user_id, "admin")
     url = f"/api/v1/users/{device.user_id}"
     return await client.patch(url, json={"is_active": False}, headers=device.headers)
 
@@ -179,7 +168,7 @@ async def admin_on_itself(
 async def admin_on_nobody(
     client: httpx.AsyncClient, device: Device, conn: asyncpg.Connection
 ) -> httpx.Response:
-    await make_admin(conn, device)
+    await set_role(conn, device.user_id, "admin")
     url = f"/api/v1/users/{uuid.uuid4()}"
     return await client.patch(url, json={"is_active": False}, headers=device.headers)
 
@@ -187,7 +176,7 @@ async def admin_on_nobody(
 async def get_nobody(
     client: httpx.AsyncClient, device: Device, conn: asyncpg.Connection
 ) -> httpx.Response:
-    await make_admin(conn, device)
+    await set_role(conn, device.user_id, "admin")
     return await client.get(f"/api/v1/users/{uuid.uuid4()}", headers=device.headers)
 
 
@@ -370,7 +359,8 @@ async def test_todo_update_priority_minimum_is_published(client: httpx.AsyncClie
     """TodoUpdate.priority is `Priority | UnsetType`; its `ge=0` did not reach the schema
     (its `le=3` did), while TodoCreate.priority kept both."""
     device = await new_user(client)
-    url = f"{TODOS}/{await create_todo(device)}"
+    todo = await create_todo(device, "t")
+    url = f"{TODOS}/{todo['id']}"
     response = await client.patch(url, json={"priority": -1}, headers=device.headers)
     assert response.status_code == 400
 
@@ -381,7 +371,8 @@ async def test_todo_update_priority_minimum_is_published(client: httpx.AsyncClie
 async def test_if_match_format_is_published(client: httpx.AsyncClient) -> None:
     """If-Match takes one strong ETag or `*`; the schema said any string up to 200 characters."""
     device = await new_user(client)
-    url = f"{TODOS}/{await create_todo(device)}/complete"
+    todo = await create_todo(device, "t")
+    url = f"{TODOS}/{todo['id']}/complete"
     response = await client.patch(url, headers={**device.headers, "If-Match": "null"})
     assert response.status_code == 400
 

@@ -10,8 +10,8 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.factories import new_user
-from tests.test_problems import assert_problem
+from tests.support.accounts import new_user
+from tests.support.problems import assert_problem
 from todo_api.core import db
 
 pytestmark = pytest.mark.anyio

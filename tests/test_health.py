@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import re
-import tempfile
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import TEST_ENV
-from todo_api.core import db
+from tests.support.asgi import app_client
+from tests.support.database import TEST_ENV
 from todo_api.app import create_app
 from todo_api.core.config import load_settings
-from todo_api.ops.embedded import FAST_UNSAFE_OPTIONS, EmbeddedPostgres
+from todo_api.ops.embedded import EmbeddedPostgres
 
 pytestmark = pytest.mark.anyio
 
@@ -33,35 +30,14 @@ async def test_ready_checks_the_database(client: httpx.AsyncClient) -> None:
     assert response.json() == {"status": "ok", "database": "ok"}
 
 
-@pytest.fixture
-def own_server() -> Iterator[EmbeddedPostgres]:
-    """A cluster of this test's own, so stopping it disturbs no other test.
-
-    Not under pytest's tmp_path: another pytest run resets that tree to mode 0700, which locks
-    out the unprivileged user the server runs as when tests run as root."""
-    server = EmbeddedPostgres(
-        Path(tempfile.mkdtemp(prefix="todo-api-own-")) / "pg", options=FAST_UNSAFE_OPTIONS
-    )
-    server.start()
-    asyncio.run(db.migrate(server.url()))
-    try:
-        yield server
-    finally:
-        server.delete()
-
-
 async def test_ready_is_503_while_the_database_is_stopped_and_recovers(
-    own_server: EmbeddedPostgres,
+    own_cluster: EmbeddedPostgres,
 ) -> None:
-    app = create_app(load_settings({**TEST_ENV, "DATABASE_URL": own_server.url()}))
-    transport = httpx.ASGITransport(app=app)
-    async with (
-        app.lifespan(),
-        httpx.AsyncClient(transport=transport, base_url="http://t") as client,
-    ):
+    app = create_app(load_settings({**TEST_ENV, "DATABASE_URL": own_cluster.url()}))
+    async with app_client(app) as client:
         assert (await client.get("/ready")).status_code == 200
 
-        await asyncio.to_thread(own_server.stop)
+        await asyncio.to_thread(own_cluster.stop)
         started = time.monotonic()
         down = await client.get("/ready")
         assert time.monotonic() - started < 2.5
@@ -73,7 +49,7 @@ async def test_ready_is_503_while_the_database_is_stopped_and_recovers(
         # The process itself is fine: liveness must not flap with the database.
         assert (await client.get("/health")).status_code == 200
 
-        await asyncio.to_thread(own_server.start)
+        await asyncio.to_thread(own_cluster.start)
         statuses = [(await client.get("/ready")).status_code for _ in range(3)]
         assert statuses == [200, 200, 200]
 

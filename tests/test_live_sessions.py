@@ -8,39 +8,23 @@ or a second `serve` process would (tests/test_chaos.py also runs two real `serve
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import asyncpg
 import httpx
 import pytest
 
-from tests.factories import Device, new_user
-from todo_api.core import db
+from tests.support.accounts import new_user, token_refused
+from tests.support.waiting import seconds_until
 from todo_api.auth.live_sessions import LiveSessions
+from todo_api.core import db
 from todo_api.core.config import load_settings
 
 pytestmark = pytest.mark.anyio
 
 ME = "/api/v1/users/me"
 LISTENER = "application_name = 'todo-api-sessions' AND datname = current_database()"
-
-
-async def seconds_until(check: Callable[[], Awaitable[bool]], limit: float) -> float:
-    """How long until `check()` holds (polled every 10 ms); fails after `limit` seconds."""
-    started = time.monotonic()
-    while not await check():
-        assert time.monotonic() - started < limit, f"not within {limit} s"
-        await asyncio.sleep(0.01)
-    return time.monotonic() - started
-
-
-async def refused(client: httpx.AsyncClient, device: Device) -> bool:
-    response = await client.get(ME, headers=device.headers)
-    # Until the notification lands: 200, or 404 once the account row itself is gone.
-    assert response.status_code in (200, 401, 404), response.text
-    return response.status_code == 401
 
 
 async def listener_pids(conn: asyncpg.Connection) -> list[int]:
@@ -79,7 +63,8 @@ async def test_a_session_ended_by_another_process_is_refused_within_a_second(
 
     await conn.execute(write, uuid.UUID(device.session_id))
 
-    took = await seconds_until(lambda: refused(client, device), limit=1.0)
+    # Until the notification lands: 200, or 404 once the account row itself is gone.
+    took = await seconds_until(lambda: token_refused(client, device, 404), limit=1.0)
     assert took < 1.0
     assert (await client.get(ME, headers=device.headers)).status_code == 401
     # Only that session (or account) was forgotten.

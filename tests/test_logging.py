@@ -11,7 +11,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.factories import login, refresh_with, register
+from tests.support.accounts import login, refresh_with, register
 from todo_api.web.logs import ConsoleFormatter, JsonFormatter
 
 pytestmark = pytest.mark.anyio

@@ -5,18 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from tests.support.problems import assert_problem
+
 pytestmark = pytest.mark.anyio
-
-
-def assert_problem(response: httpx.Response, status: int) -> dict[str, object]:
-    assert response.status_code == status
-    assert response.headers["content-type"] == "application/problem+json"
-    body = response.json()
-    assert body["status"] == status
-    assert body["type"] == "about:blank"
-    assert isinstance(body["title"], str)
-    assert body["title"]
-    return body
 
 
 async def test_unknown_path_is_a_404_problem(client: httpx.AsyncClient) -> None:

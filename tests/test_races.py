@@ -10,7 +10,14 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.factories import PASSWORD, login, new_user, refresh_cookie_of, refresh_with, register
+from tests.support.accounts import (
+    PASSWORD,
+    login,
+    new_user,
+    refresh_cookie_of,
+    refresh_with,
+    register,
+)
 
 pytestmark = pytest.mark.anyio
 

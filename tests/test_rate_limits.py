@@ -3,8 +3,6 @@ failed logins; counters in memory, or in Redis shared by every process."""
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 import uuid
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -13,26 +11,13 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.factories import PASSWORD, login, refresh_with, register
-from tests.test_problems import assert_problem
+from tests.support.accounts import PASSWORD, login, refresh_with, register
+from tests.support.problems import assert_problem
+from tests.support.redis import REDIS_URL, random_address, redis_reachable
 
 pytestmark = pytest.mark.anyio
 
 ClientFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-def redis_reachable() -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", 6379), timeout=1).close()
-    except OSError:
-        return False
-    return True
-
-
-def random_address() -> str:
-    """An address from the IPv6 documentation range, different on every call."""
-    return str(ipaddress.IPv6Address(f"2001:db8::{uuid.uuid4().hex[:4]}:{uuid.uuid4().hex[:4]}"))
 
 
 def assert_rate_limited(response: httpx.Response) -> None:

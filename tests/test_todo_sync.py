@@ -2,52 +2,31 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import asyncpg
 import httpx
 import pytest
 
-from tests.conftest import TEST_ENV
-from tests.factories import Device, login, new_user
-from tests.test_problems import assert_problem
+from tests.support.accounts import Device, login, new_user
+from tests.support.cli import run_cli
+from tests.support.problems import assert_problem
+from tests.support.todos import TODOS, create_todo
+from todo_api.todos.schemas import Sort
 
 pytestmark = pytest.mark.anyio
 
-TODOS = "/api/v1/todos"
 CHANGES = f"{TODOS}/changes"
 TRASH = f"{TODOS}/trash"
-REPO_ROOT = Path(__file__).parent.parent
-SORTS = [
-    "created_at",
-    "-created_at",
-    "due_at",
-    "-due_at",
-    "priority",
-    "-priority",
-    "position",
-    "-position",
-]
+# Every sort the list takes, from its parameter's type.
+SORTS: list[str] = list(get_args(Sort))
 # A null due_at sorts as the far future: last for `due_at`, first for its reverse `-due_at`.
 NO_DUE = datetime.max.replace(tzinfo=UTC)
 
 
 # --- helpers --------------------------------------------------------------------------------
-
-
-async def create(device: Device, title: str = "a to-do", **fields: Any) -> dict[str, Any]:
-    response = await device.client.post(
-        TODOS, json={"title": title, **fields}, headers=device.headers
-    )
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
 
 
 async def delete(device: Device, todo_id: str) -> None:
@@ -157,19 +136,6 @@ def tamper(token: str) -> str:
     return token[:i] + ("A" if token[i] != "A" else "B") + token[i + 1 :]
 
 
-def run_cleanup(database_url: str) -> subprocess.CompletedProcess[str]:
-    """`python -m todo_api cleanup` against the test's database, as an operator runs it."""
-    return subprocess.run(
-        [sys.executable, "-m", "todo_api", "cleanup"],
-        cwd=REPO_ROOT,
-        env={**os.environ, **TEST_ENV, "DATABASE_URL": database_url},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 async def sorting_fixture(client: httpx.AsyncClient, conn: asyncpg.Connection) -> Device:
     """A user with to-dos that tie on every sort key, some without due dates, one deleted,
     beside another user's to-dos."""
@@ -189,7 +155,7 @@ async def sorting_fixture(client: httpx.AsyncClient, conn: asyncpg.Connection) -
         (3, 3.0, None),
     ]
     created = [
-        await create(me, f"todo {n}", priority=p, position=pos, due_at=due)
+        await create_todo(me, f"todo {n}", priority=p, position=pos, due_at=due)
         for n, (p, pos, due) in enumerate(specs)
     ]
     # Two pairs with one created_at each: ties on the default sort too.
@@ -200,10 +166,10 @@ async def sorting_fixture(client: httpx.AsyncClient, conn: asyncpg.Connection) -
             uuid.UUID(created[a]["id"]),
             uuid.UUID(created[b]["id"]),
         )
-    gone = await create(me, "deleted", priority=3, position=0.0)
+    gone = await create_todo(me, "deleted", priority=3, position=0.0)
     await delete(me, gone["id"])
     for n in range(3):
-        await create(other, f"someone else's {n}", priority=n, position=1.5)
+        await create_todo(other, f"someone else's {n}", priority=n, position=1.5)
     return me
 
 
@@ -227,7 +193,7 @@ async def test_list_is_an_envelope_sorted_oldest_first_by_default(
 async def test_default_page_size_is_twenty(client: httpx.AsyncClient) -> None:
     me = await new_user(client)
     for n in range(21):
-        await create(me, f"t{n}")
+        await create_todo(me, f"t{n}")
 
     body = await get_json(me, TODOS)
 
@@ -268,8 +234,8 @@ async def test_deleted_and_other_users_todos_never_appear(
 ) -> None:
     me = await new_user(client)
     other = await new_user(client)
-    mine = [await create(me, f"mine {n}", priority=2) for n in range(4)]
-    theirs = [await create(other, f"theirs {n}", priority=2) for n in range(4)]
+    mine = [await create_todo(me, f"mine {n}", priority=2) for n in range(4)]
+    theirs = [await create_todo(other, f"theirs {n}", priority=2) for n in range(4)]
     await delete(me, mine[1]["id"])
 
     for sort in SORTS:
@@ -287,7 +253,7 @@ async def test_completed_filter_returns_only_done_or_only_open_todos(
     client: httpx.AsyncClient,
 ) -> None:
     me = await new_user(client)
-    todos = [await create(me, f"t{n}") for n in range(6)]
+    todos = [await create_todo(me, f"t{n}") for n in range(6)]
     for todo in todos[::2]:
         response = await me.client.patch(f"{TODOS}/{todo['id']}/complete", headers=me.headers)
         assert response.status_code == 200, response.text
@@ -308,12 +274,12 @@ async def test_search_is_case_insensitive_over_title_and_notes_with_literal_wild
 ) -> None:
     me = await new_user(client)
     other = await new_user(client)
-    milk_title = await create(me, "Buy MILK")
-    milk_notes = await create(me, "groceries", notes="oat Milk, bread")
-    percent = await create(me, "100% done")
-    underscore = await create(me, "rename snake_case vars")
-    plain = await create(me, "nothing special", notes="snakeXcase 100 percent")
-    await create(other, "milk for someone else")
+    milk_title = await create_todo(me, "Buy MILK")
+    milk_notes = await create_todo(me, "groceries", notes="oat Milk, bread")
+    percent = await create_todo(me, "100% done")
+    underscore = await create_todo(me, "rename snake_case vars")
+    plain = await create_todo(me, "nothing special", notes="snakeXcase 100 percent")
+    await create_todo(other, "milk for someone else")
 
     assert ids(await walk(me, TODOS, 1, q="milk")) == ids([milk_title, milk_notes])
     assert ids(await walk(me, TODOS, 10, q="MiLk")) == ids([milk_title, milk_notes])
@@ -330,10 +296,10 @@ async def test_due_before_and_due_after_compare_instants_across_time_zones(
     client: httpx.AsyncClient,
 ) -> None:
     me = await new_user(client)
-    eight_utc = await create(me, "a", due_at="2030-01-01T08:00:00Z")
-    eight_utc_in_berlin = await create(me, "b", due_at="2030-01-01T09:00:00+01:00")
-    noon_utc = await create(me, "c", due_at="2030-01-01T07:00:00-05:00")
-    await create(me, "no due date")
+    eight_utc = await create_todo(me, "a", due_at="2030-01-01T08:00:00Z")
+    eight_utc_in_berlin = await create_todo(me, "b", due_at="2030-01-01T09:00:00+01:00")
+    noon_utc = await create_todo(me, "c", due_at="2030-01-01T07:00:00-05:00")
+    await create_todo(me, "no due date")
 
     assert eight_utc_in_berlin["due_at"] == "2030-01-01T08:00:00Z"
     assert noon_utc["due_at"] == "2030-01-01T12:00:00Z"
@@ -357,13 +323,15 @@ async def test_due_before_and_due_after_compare_instants_across_time_zones(
 
 async def test_filters_combine(client: httpx.AsyncClient) -> None:
     me = await new_user(client)
-    match_a = await create(me, "Report draft", due_at="2030-03-01T00:00:00Z", priority=1)
-    match_b = await create(me, "x", notes="the REPORT", due_at="2030-03-02T00:00:00Z", priority=3)
-    done = await create(me, "report sent", due_at="2030-03-01T12:00:00Z", priority=2)
+    match_a = await create_todo(me, "Report draft", due_at="2030-03-01T00:00:00Z", priority=1)
+    match_b = await create_todo(
+        me, "x", notes="the REPORT", due_at="2030-03-02T00:00:00Z", priority=3
+    )
+    done = await create_todo(me, "report sent", due_at="2030-03-01T12:00:00Z", priority=2)
     await me.client.patch(f"{TODOS}/{done['id']}/complete", headers=me.headers)
-    await create(me, "report later", due_at="2031-01-01T00:00:00Z")
-    await create(me, "report no date")
-    await create(me, "unrelated", due_at="2030-03-01T00:00:00Z")
+    await create_todo(me, "report later", due_at="2031-01-01T00:00:00Z")
+    await create_todo(me, "report no date")
+    await create_todo(me, "unrelated", due_at="2030-03-01T00:00:00Z")
 
     params = {
         "completed": "false",
@@ -403,7 +371,7 @@ BAD_LIST_PARAMS: list[dict[str, str]] = [
 
 async def test_bad_list_parameters_are_400_problems(client: httpx.AsyncClient) -> None:
     me = await new_user(client)
-    await create(me)
+    await create_todo(me)
 
     for params in BAD_LIST_PARAMS:
         response = await get(me, TODOS, **params)
@@ -422,7 +390,7 @@ async def test_due_bounds_outside_the_representable_range_are_never_a_server_err
     client: httpx.AsyncClient, params: dict[str, str]
 ) -> None:
     me = await new_user(client)
-    await create(me, due_at="2030-01-01T00:00:00Z")
+    await create_todo(me, due_at="2030-01-01T00:00:00Z")
 
     response = await get(me, TODOS, **params)
 
@@ -440,8 +408,8 @@ async def test_cursors_that_are_altered_or_from_another_list_are_400_problems(
     me = await new_user(client)
     other = await new_user(client)
     for n in range(4):
-        await create(me, f"report {n}", priority=n % 2, due_at="2030-01-01T00:00:00Z")
-        await create(other, f"report {n}")
+        await create_todo(me, f"report {n}", priority=n % 2, due_at="2030-01-01T00:00:00Z")
+        await create_todo(other, f"report {n}")
 
     async def cursor_of(device: Device, path: str = TODOS, **params: Any) -> str:
         body = await get_json(device, path, limit=1, **params)
@@ -490,7 +458,7 @@ async def test_paging_while_another_device_inserts_and_deletes_never_repeats_or_
     me = await new_user(client)
     phone = await login(client, me.email)
     originals = [
-        await create(
+        await create_todo(
             me,
             f"original {n}",
             priority=n % 4,
@@ -518,7 +486,7 @@ async def test_paging_while_another_device_inserts_and_deletes_never_repeats_or_
             continue
         # Between pages the phone writes: new to-dos landing before and after the cursor...
         for k in range(2):
-            extra = await create(
+            extra = await create_todo(
                 phone,
                 f"extra {page_number}.{k}",
                 priority=(page_number + k) % 4,
@@ -557,9 +525,9 @@ async def test_sync_without_since_is_a_snapshot_of_live_todos_with_a_token(
 ) -> None:
     me = await new_user(client)
     other = await new_user(client)
-    todos = [await create(me, f"t{n}") for n in range(4)]
+    todos = [await create_todo(me, f"t{n}") for n in range(4)]
     await delete(me, todos[2]["id"])
-    await create(other, "not mine")
+    await create_todo(other, "not mine")
 
     body = await sync(me)
 
@@ -579,7 +547,7 @@ async def test_sync_pages_return_each_change_once_and_the_token_only_on_the_last
     client: httpx.AsyncClient,
 ) -> None:
     me = await new_user(client)
-    todos = [await create(me, f"t{n}") for n in range(7)]
+    todos = [await create_todo(me, f"t{n}") for n in range(7)]
 
     first_page = await sync(me, limit=3)
     assert first_page["meta"]["count"] == 3
@@ -609,11 +577,11 @@ async def test_sync_since_a_token_returns_exactly_what_another_device_changed(
     laptop = await new_user(client)
     phone = await login(client, laptop.email)
     other = await new_user(client)
-    todos = [await create(laptop, f"t{n}") for n in range(5)]
-    theirs = await create(other, "theirs")
+    todos = [await create_todo(laptop, f"t{n}") for n in range(5)]
+    theirs = await create_todo(other, "theirs")
     _, token = await sync_all(laptop)
 
-    added = await create(phone, "added on the phone")
+    added = await create_todo(phone, "added on the phone")
     response = await phone.client.patch(
         f"{TODOS}/{todos[0]['id']}", json={"title": "edited on the phone"}, headers=phone.headers
     )
@@ -621,7 +589,7 @@ async def test_sync_since_a_token_returns_exactly_what_another_device_changed(
     response = await phone.client.patch(f"{TODOS}/{todos[1]['id']}/complete", headers=phone.headers)
     assert response.status_code == 200, response.text
     await delete(phone, todos[2]["id"])
-    await create(other, "theirs too")
+    await create_todo(other, "theirs too")
     await delete(other, theirs["id"])
 
     changes, new_token = await sync_all(laptop, since=token)
@@ -659,7 +627,7 @@ async def test_a_restored_todo_reappears_in_the_next_sync_as_not_deleted(
 ) -> None:
     laptop = await new_user(client)
     phone = await login(client, laptop.email)
-    todo = await create(laptop, "comes back")
+    todo = await create_todo(laptop, "comes back")
     await delete(laptop, todo["id"])
     snapshot, token = await sync_all(laptop)
     assert snapshot == []
@@ -679,7 +647,7 @@ async def test_a_deletion_after_a_token_is_synced_as_a_tombstone(
 ) -> None:
     laptop = await new_user(client)
     phone = await login(client, laptop.email)
-    todo = await create(laptop, "goes away")
+    todo = await create_todo(laptop, "goes away")
     _, token = await sync_all(phone)
 
     await delete(laptop, todo["id"])
@@ -695,10 +663,10 @@ async def test_a_deletion_after_a_token_is_synced_as_a_tombstone(
 async def test_another_users_changes_never_appear_in_my_sync(client: httpx.AsyncClient) -> None:
     me = await new_user(client)
     other = await new_user(client)
-    mine = await create(me, "mine")
+    mine = await create_todo(me, "mine")
     _, token = await sync_all(me)
 
-    theirs = [await create(other, f"theirs {n}") for n in range(3)]
+    theirs = [await create_todo(other, f"theirs {n}") for n in range(3)]
     await other.client.patch(f"{TODOS}/{theirs[0]['id']}/complete", headers=other.headers)
     await delete(other, theirs[1]["id"])
 
@@ -712,8 +680,8 @@ async def test_bad_sync_tokens_and_cursors_are_400_problems(client: httpx.AsyncC
     me = await new_user(client)
     other = await new_user(client)
     for n in range(3):
-        await create(me, f"t{n}")
-        await create(other, f"t{n}")
+        await create_todo(me, f"t{n}")
+        await create_todo(other, f"t{n}")
     _, token = await sync_all(me)
     _, their_token = await sync_all(other)
     their_cursor = (await sync(other, limit=1))["meta"]["next_cursor"]
@@ -750,7 +718,7 @@ async def test_an_insert_committed_during_a_sync_is_in_the_next_sync(
     client: httpx.AsyncClient, conn: asyncpg.Connection
 ) -> None:
     me = await new_user(client)
-    first = await create(me, "before")
+    first = await create_todo(me, "before")
     _, token = await sync_all(me)
     before_commit = uuid.uuid4()
 
@@ -764,7 +732,7 @@ async def test_an_insert_committed_during_a_sync_is_in_the_next_sync(
             before_commit,
             uuid.UUID(me.user_id),
         )
-        during = await create(me, "during")
+        during = await create_todo(me, "during")
         changes, racing_token = await sync_all(me, since=token)
         assert str(before_commit) not in ids(changes)
         assert ids(changes) == [during["id"]]
@@ -784,7 +752,7 @@ async def test_an_update_committed_during_a_sync_is_in_the_next_sync(
     client: httpx.AsyncClient, conn: asyncpg.Connection
 ) -> None:
     me = await new_user(client)
-    todo = await create(me, "original title")
+    todo = await create_todo(me, "original title")
     _, token = await sync_all(me)
 
     transaction = conn.transaction()
@@ -817,7 +785,7 @@ async def test_trash_lists_deleted_todos_newest_first_with_pagination(
 ) -> None:
     me = await new_user(client)
     other = await new_user(client)
-    todos = [await create(me, f"t{n}") for n in range(7)]
+    todos = [await create_todo(me, f"t{n}") for n in range(7)]
     for todo in todos[:6]:
         await delete(me, todo["id"])
     # Two deletions at one instant: the id breaks the tie.
@@ -826,7 +794,7 @@ async def test_trash_lists_deleted_todos_newest_first_with_pagination(
         uuid.UUID(todos[2]["id"]),
         uuid.UUID(todos[3]["id"]),
     )
-    theirs = await create(other, "theirs")
+    theirs = await create_todo(other, "theirs")
     await delete(other, theirs["id"])
     rows = await conn.fetch(
         "SELECT id FROM todo WHERE owner = $1 AND deleted_at IS NOT NULL "
@@ -861,7 +829,7 @@ async def test_purged_tombstones_leave_the_trash_and_make_older_sync_tokens_gone
     client: httpx.AsyncClient, conn: asyncpg.Connection, database_url: str
 ) -> None:
     me = await new_user(client)
-    old, recent, live = [await create(me, title) for title in ("old", "recent", "live")]
+    old, recent, live = [await create_todo(me, title) for title in ("old", "recent", "live")]
     _, token_before = await sync_all(me)
     await delete(me, old["id"])
     await delete(me, recent["id"])
@@ -870,7 +838,7 @@ async def test_purged_tombstones_leave_the_trash_and_make_older_sync_tokens_gone
         uuid.UUID(old["id"]),
     )
 
-    result = run_cleanup(database_url)
+    result = run_cli(database_url, "cleanup")
 
     assert result.returncode == 0, result.stderr
     remaining = await conn.fetch(
@@ -886,6 +854,6 @@ async def test_purged_tombstones_leave_the_trash_and_make_older_sync_tokens_gone
     snapshot, token_after = await sync_all(me)
     assert ids(snapshot) == [live["id"]]
     assert (await sync(me, since=token_after))["data"] == []
-    added = await create(me, "after the purge")
+    added = await create_todo(me, "after the purge")
     changes, _ = await sync_all(me, since=token_after)
     assert ids(changes) == [added["id"]]

@@ -10,14 +10,17 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from litestar import Litestar
 
-from tests.factories import Device, new_user
-from tests.test_problems import assert_problem
+from tests.support.accounts import Device, fresh_jar, new_user
+from tests.support.problems import assert_problem
+from tests.support.routes import endpoints
+from tests.support.todos import TODOS, create_todo
 
 pytestmark = pytest.mark.anyio
 
-TODOS = "/api/v1/todos"
 TRASH = f"{TODOS}/trash"
+TODO = f"{TODOS}/{{todo_id}}"
 TODO_FIELDS = {
     "id",
     "title",
@@ -53,13 +56,6 @@ async def call(
     return await device.client.request(
         method, path, headers={**device.headers, **(headers or {})}, **kwargs
     )
-
-
-async def create(device: Device, **fields: Any) -> dict[str, Any]:
-    response = await call(device, "POST", TODOS, json={"title": "Buy milk", **fields})
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
 
 
 async def row_of(conn: asyncpg.Connection, todo_id: str) -> dict[str, Any] | None:
@@ -100,6 +96,30 @@ def mismatch(case: str, response: httpx.Response, status: int, *, errors: bool =
 def assert_all_pass(failures: list[str]) -> None:
     found = [failure for failure in failures if failure]
     assert not found, "\n".join(found)
+
+
+# The body that the tables of routes below send to each route that takes one: a new route with a
+# body fails them until it has one here.
+BODIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("POST", TODOS): {"title": "changed"},
+    ("PATCH", TODO): {"title": "changed"},
+}
+# An empty PATCH writes nothing, so it takes a path of its own through the app: tables have it too.
+EMPTY_PATCH: tuple[str, str, dict[str, Any] | None] = ("PATCH", "", {})
+
+
+def calls_on_one_todo(
+    app: Litestar, header: str | None = None
+) -> list[tuple[str, str, dict[str, Any] | None]]:
+    """(method, action, body) of every route on one to-do in the app's route table (action: the
+    path after the id), or of those that take the request header `header`."""
+    calls = []
+    for endpoint in endpoints(app, under=TODO):
+        endpoint.url(todo_id="")  # fails for a path parameter that todo_url cannot fill
+        if header is None or header in endpoint.parameters("header"):
+            action = endpoint.path.removeprefix(TODO).lstrip("/")
+            calls.append((endpoint.method, action, endpoint.body(BODIES)))
+    return calls
 
 
 @pytest.fixture
@@ -150,7 +170,7 @@ async def test_create_returns_201_with_location_etag_trimmed_title_and_defaults(
 
 
 async def test_create_stores_every_given_field(alice: Device, conn: asyncpg.Connection) -> None:
-    body = await create(
+    body = await create_todo(
         alice,
         title="Call mum",
         notes="About Sunday\nand the cake",
@@ -170,7 +190,7 @@ async def test_create_stores_every_given_field(alice: Device, conn: asyncpg.Conn
 
 
 async def test_get_returns_the_todo_with_its_etag(alice: Device) -> None:
-    created = await create(alice, notes="n", priority=2)
+    created = await create_todo(alice, notes="n", priority=2)
 
     response = await call(alice, "GET", todo_url(created["id"]))
 
@@ -316,7 +336,7 @@ async def test_nul_in_path_or_query_is_a_4xx_problem(alice: Device) -> None:
 async def test_patch_changes_only_the_given_fields_and_bumps_the_version(
     alice: Device, conn: asyncpg.Connection
 ) -> None:
-    created = await create(
+    created = await create_todo(
         alice, notes="keep me", due_at="2030-01-01T00:00:00Z", priority=1, position=4.0
     )
 
@@ -347,7 +367,7 @@ async def test_patch_changes_only_the_given_fields_and_bumps_the_version(
 
 
 async def test_patch_every_field_at_once(alice: Device, conn: asyncpg.Connection) -> None:
-    created = await create(alice)
+    created = await create_todo(alice)
     change = {
         "title": "New",
         "notes": "new notes",
@@ -374,7 +394,7 @@ async def test_patch_every_field_at_once(alice: Device, conn: asyncpg.Connection
 
 
 async def test_patch_null_due_at_clears_it(alice: Device, conn: asyncpg.Connection) -> None:
-    created = await create(alice, due_at="2030-01-01T00:00:00Z")
+    created = await create_todo(alice, due_at="2030-01-01T00:00:00Z")
 
     response = await call(alice, "PATCH", todo_url(created["id"]), json={"due_at": None})
 
@@ -414,7 +434,7 @@ INVALID_PATCH_BODIES: dict[str, Any] = {
 async def test_invalid_patch_is_a_400_problem_with_field_errors_and_changes_nothing(
     alice: Device, conn: asyncpg.Connection
 ) -> None:
-    created = await create(alice, due_at="2030-01-01T00:00:00Z")
+    created = await create_todo(alice, due_at="2030-01-01T00:00:00Z")
     before = await row_of(conn, created["id"])
     failures = []
     for case, change in INVALID_PATCH_BODIES.items():
@@ -435,7 +455,7 @@ async def test_invalid_patch_is_a_400_problem_with_field_errors_and_changes_noth
 async def test_empty_patch_returns_the_todo_unchanged(
     alice: Device, conn: asyncpg.Connection
 ) -> None:
-    created = await create(alice, notes="n")
+    created = await create_todo(alice, notes="n")
     before = await row_of(conn, created["id"])
 
     response = await call(alice, "PATCH", todo_url(created["id"]), json={})
@@ -454,9 +474,9 @@ async def test_empty_patch_of_unknown_todo_is_404(alice: Device) -> None:
 
 
 async def test_delete_leaves_a_tombstone_and_the_todo_is_gone_for_every_route(
-    alice: Device, conn: asyncpg.Connection
+    app: Litestar, alice: Device, conn: asyncpg.Connection
 ) -> None:
-    created = await create(alice)
+    created = await create_todo(alice)
 
     response = await call(alice, "DELETE", todo_url(created["id"]))
 
@@ -467,14 +487,10 @@ async def test_delete_leaves_a_tombstone_and_the_todo_is_gone_for_every_route(
     assert row["deleted_at"] is not None
     assert row["version"] == 2
     tombstone = dict(row)
-    for method, action, payload in [
-        ("GET", "", None),
-        ("PATCH", "", {"title": "zombie"}),
-        ("PATCH", "", {}),
-        ("DELETE", "", None),
-        ("PATCH", "complete", None),
-        ("PATCH", "reopen", None),
-    ]:
+    # Restoring is the one thing a deleted to-do is there for.
+    routes = [route for route in calls_on_one_todo(app) if route[:2] != ("POST", "restore")]
+    assert len(routes) == len(calls_on_one_todo(app)) - 1
+    for method, action, payload in [*routes, EMPTY_PATCH]:
         again = await call(alice, method, todo_url(created["id"], action), json=payload)
         assert_problem(again, 404)
     assert await row_of(conn, created["id"]) == tombstone
@@ -483,9 +499,9 @@ async def test_delete_leaves_a_tombstone_and_the_todo_is_gone_for_every_route(
 async def test_trash_lists_deleted_todos_newest_deletion_first(
     alice: Device, conn: asyncpg.Connection
 ) -> None:
-    first = await create(alice, title="first")
-    second = await create(alice, title="second")
-    await create(alice, title="still here")
+    first = await create_todo(alice, title="first")
+    second = await create_todo(alice, title="second")
+    await create_todo(alice, title="still here")
     assert (await call(alice, "DELETE", todo_url(second["id"]))).status_code == 204
     assert (await call(alice, "DELETE", todo_url(first["id"]))).status_code == 204
 
@@ -506,8 +522,8 @@ async def test_trash_lists_deleted_todos_newest_deletion_first(
 
 
 async def test_trash_shows_only_my_deleted_todos(alice: Device, bob: Device) -> None:
-    mine = await create(alice)
-    theirs = await create(bob)
+    mine = await create_todo(alice)
+    theirs = await create_todo(bob)
     await call(alice, "DELETE", todo_url(mine["id"]))
     await call(bob, "DELETE", todo_url(theirs["id"]))
 
@@ -519,7 +535,7 @@ async def test_trash_shows_only_my_deleted_todos(alice: Device, bob: Device) -> 
 async def test_restore_brings_a_deleted_todo_back_with_a_new_version(
     alice: Device, conn: asyncpg.Connection
 ) -> None:
-    created = await create(alice, notes="precious", priority=2)
+    created = await create_todo(alice, notes="precious", priority=2)
     await call(alice, "DELETE", todo_url(created["id"]))
 
     response = await call(alice, "POST", todo_url(created["id"], "restore"))
@@ -543,8 +559,8 @@ async def test_restore_brings_a_deleted_todo_back_with_a_new_version(
 async def test_restore_of_a_live_unknown_or_already_restored_todo_is_404(
     alice: Device, conn: asyncpg.Connection
 ) -> None:
-    live = await create(alice)
-    restored = await create(alice)
+    live = await create_todo(alice)
+    restored = await create_todo(alice)
     await call(alice, "DELETE", todo_url(restored["id"]))
     assert (await call(alice, "POST", todo_url(restored["id"], "restore"))).status_code == 200
     before = {t: await row_of(conn, t) for t in (live["id"], restored["id"])}
@@ -561,7 +577,7 @@ async def test_restore_of_a_live_unknown_or_already_restored_todo_is_404(
 async def test_complete_sets_completed_at_once_and_repeating_keeps_the_first(
     alice: Device, conn: asyncpg.Connection
 ) -> None:
-    created = await create(alice)
+    created = await create_todo(alice)
 
     done = await call(alice, "PATCH", todo_url(created["id"], "complete"))
 
@@ -586,7 +602,7 @@ async def test_complete_sets_completed_at_once_and_repeating_keeps_the_first(
 async def test_reopen_clears_completed_at_and_repeating_is_a_no_op(
     alice: Device, conn: asyncpg.Connection
 ) -> None:
-    created = await create(alice)
+    created = await create_todo(alice)
     await call(alice, "PATCH", todo_url(created["id"], "complete"))
 
     reopened = await call(alice, "PATCH", todo_url(created["id"], "reopen"))
@@ -611,7 +627,7 @@ async def test_reopen_clears_completed_at_and_repeating_is_a_no_op(
 async def test_reopening_a_never_completed_todo_changes_nothing(
     alice: Device, conn: asyncpg.Connection
 ) -> None:
-    created = await create(alice)
+    created = await create_todo(alice)
     before = await row_of(conn, created["id"])
 
     response = await call(alice, "PATCH", todo_url(created["id"], "reopen"))
@@ -622,7 +638,7 @@ async def test_reopening_a_never_completed_todo_changes_nothing(
 
 
 async def test_completing_again_after_reopen_sets_a_new_completed_at(alice: Device) -> None:
-    created = await create(alice)
+    created = await create_todo(alice)
     first = (await call(alice, "PATCH", todo_url(created["id"], "complete"))).json()
     await call(alice, "PATCH", todo_url(created["id"], "reopen"))
 
@@ -633,7 +649,7 @@ async def test_completing_again_after_reopen_sets_a_new_completed_at(alice: Devi
 
 
 async def test_ten_concurrent_completes_apply_once(alice: Device, conn: asyncpg.Connection) -> None:
-    created = await create(alice)
+    created = await create_todo(alice)
 
     responses = await asyncio.gather(
         *(call(alice, "PATCH", todo_url(created["id"], "complete")) for _ in range(10))
@@ -650,24 +666,17 @@ async def test_ten_concurrent_completes_apply_once(alice: Device, conn: asyncpg.
 
 # --- ownership and authentication -------------------------------------------------------------
 
-# (method, action, body, what the owner did first so that the action would change something)
-OWNER_ONLY_ROUTES: list[tuple[str, str, dict[str, Any] | None, str]] = [
-    ("GET", "", None, ""),
-    ("PATCH", "", {"title": "mine now"}, ""),
-    ("PATCH", "", {}, ""),
-    ("DELETE", "", None, ""),
-    ("PATCH", "complete", None, ""),
-    ("PATCH", "reopen", None, "complete"),
-    ("POST", "restore", None, "delete"),
-]
+# (method, action) -> what the owner did first so that the action would change something
+PREPARE = {("PATCH", "reopen"): "complete", ("POST", "restore"): "delete"}
 
 
 async def test_another_users_todo_is_a_404_on_every_route_and_stays_untouched(
-    alice: Device, bob: Device, conn: asyncpg.Connection
+    app: Litestar, alice: Device, bob: Device, conn: asyncpg.Connection
 ) -> None:
     failures = []
-    for method, action, payload, prepare in OWNER_ONLY_ROUTES:
-        created = await create(alice)
+    for method, action, payload in [*calls_on_one_todo(app), EMPTY_PATCH]:
+        prepare = PREPARE.get((method, action), "")
+        created = await create_todo(alice)
         if prepare == "complete":
             await call(alice, "PATCH", todo_url(created["id"], "complete"))
         elif prepare == "delete":
@@ -688,7 +697,7 @@ async def test_another_users_todo_is_a_404_on_every_route_and_stays_untouched(
 
 
 async def test_other_users_todo_and_an_unknown_id_answer_alike(alice: Device, bob: Device) -> None:
-    created = await create(alice)
+    created = await create_todo(alice)
 
     theirs = await call(bob, "GET", todo_url(created["id"]))
     unknown = await call(bob, "GET", todo_url(str(uuid.uuid4())))
@@ -697,31 +706,23 @@ async def test_other_users_todo_and_an_unknown_id_answer_alike(alice: Device, bo
     assert theirs.json() == unknown.json()
 
 
-UNAUTHENTICATED_ROUTES = [
-    ("GET", ""),
-    ("POST", ""),
-    ("GET", "/trash"),
-    ("GET", "/changes"),
-    ("GET", "/{id}"),
-    ("PATCH", "/{id}"),
-    ("DELETE", "/{id}"),
-    ("PATCH", "/{id}/complete"),
-    ("PATCH", "/{id}/reopen"),
-    ("POST", "/{id}/restore"),
-]
-
-
 @pytest.mark.parametrize("credentials", ["none", "garbage-bearer"])
 async def test_every_todo_route_requires_authentication(
-    client: httpx.AsyncClient, alice: Device, conn: asyncpg.Connection, credentials: str
+    app: Litestar,
+    client: httpx.AsyncClient,
+    alice: Device,
+    conn: asyncpg.Connection,
+    credentials: str,
 ) -> None:
-    created = await create(alice)
+    created = await create_todo(alice)
     before = await row_of(conn, created["id"])
     headers = {"Authorization": "Bearer not.a.token"} if credentials != "none" else {}
-    async with httpx.AsyncClient(transport=client._transport, base_url=client.base_url) as bare:
-        for method, suffix in UNAUTHENTICATED_ROUTES:
-            path = TODOS + suffix.replace("{id}", created["id"])
-            payload = {"title": "intruder"} if method in {"POST", "PATCH"} else None
+    routes = endpoints(app, under=TODOS)
+    assert len(routes) >= 10
+    async with fresh_jar(client) as bare:
+        for endpoint in routes:
+            method, path = endpoint.method, endpoint.url(todo_id=created["id"])
+            payload = endpoint.body(BODIES)
             response = await bare.request(method, path, json=payload, headers=headers)
             assert response.status_code == 401, (method, path, response.text)
             assert response.headers["content-type"] == "application/problem+json"
@@ -732,22 +733,16 @@ async def test_every_todo_route_requires_authentication(
 
 # --- conditional writes (If-Match) ------------------------------------------------------------
 
-# (method, action, body) of every conditional write
-WRITES: list[tuple[str, str, dict[str, Any] | None]] = [
-    ("PATCH", "", {"title": "changed"}),
-    ("DELETE", "", None),
-    ("PATCH", "complete", None),
-    ("PATCH", "reopen", None),
-]
-
 
 async def test_write_with_a_matching_or_wildcard_if_match_applies(
-    alice: Device, conn: asyncpg.Connection
+    app: Litestar, alice: Device, conn: asyncpg.Connection
 ) -> None:
-    for method, action, payload in WRITES:
+    writes = calls_on_one_todo(app, header="If-Match")
+    assert len(writes) >= 4
+    for method, action, payload in writes:
         for if_match in ('"2"', ' "2" ', "*"):
             case = (method, action, if_match)
-            created = await create(alice)
+            created = await create_todo(alice)
             # Version 2, and completed so that reopening has something to do.
             await call(alice, "PATCH", todo_url(created["id"], "complete"))
 
@@ -782,7 +777,7 @@ async def test_write_with_a_matching_or_wildcard_if_match_applies(
 async def test_complete_with_a_matching_if_match_applies(
     alice: Device, conn: asyncpg.Connection
 ) -> None:
-    created = await create(alice)
+    created = await create_todo(alice)
 
     response = await call(
         alice, "PATCH", todo_url(created["id"], "complete"), headers={"If-Match": '"1"'}
@@ -796,11 +791,11 @@ async def test_complete_with_a_matching_if_match_applies(
 
 
 async def test_write_with_a_stale_if_match_is_412_with_the_current_etag_and_changes_nothing(
-    alice: Device, conn: asyncpg.Connection
+    app: Litestar, alice: Device, conn: asyncpg.Connection
 ) -> None:
     failures = []
-    for method, action, payload in [*WRITES, ("PATCH", "", {})]:
-        created = await create(alice)
+    for method, action, payload in [*calls_on_one_todo(app, header="If-Match"), EMPTY_PATCH]:
+        created = await create_todo(alice)
         await call(alice, "PATCH", todo_url(created["id"]), json={"title": "moved on"})
         if action == "reopen":
             await call(alice, "PATCH", todo_url(created["id"], "complete"))
@@ -827,7 +822,7 @@ async def test_write_with_a_stale_if_match_is_412_with_the_current_etag_and_chan
 async def test_stale_if_match_on_an_already_completed_todo_is_still_412(
     alice: Device, conn: asyncpg.Connection
 ) -> None:
-    created = await create(alice)
+    created = await create_todo(alice)
     await call(alice, "PATCH", todo_url(created["id"], "complete"))
     before = await row_of(conn, created["id"])
 
@@ -854,12 +849,12 @@ MALFORMED_IF_MATCH = [
 
 
 async def test_malformed_if_match_is_a_400_problem_and_changes_nothing(
-    alice: Device, conn: asyncpg.Connection
+    app: Litestar, alice: Device, conn: asyncpg.Connection
 ) -> None:
-    created = await create(alice)
+    created = await create_todo(alice)
     before = await row_of(conn, created["id"])
     failures = []
-    for method, action, payload in WRITES:
+    for method, action, payload in calls_on_one_todo(app, header="If-Match"):
         for if_match in MALFORMED_IF_MATCH:
             response = await call(
                 alice,
@@ -878,7 +873,7 @@ async def test_malformed_if_match_is_a_400_problem_and_changes_nothing(
 async def test_writes_without_if_match_apply_and_the_last_one_wins(
     alice: Device, conn: asyncpg.Connection
 ) -> None:
-    created = await create(alice)
+    created = await create_todo(alice)
     phone = await call(alice, "PATCH", todo_url(created["id"]), json={"title": "from phone"})
     laptop = await call(alice, "PATCH", todo_url(created["id"]), json={"title": "from laptop"})
 
@@ -890,7 +885,7 @@ async def test_writes_without_if_match_apply_and_the_last_one_wins(
 
 
 async def test_if_match_on_a_deleted_todo_is_404_not_412(alice: Device) -> None:
-    created = await create(alice)
+    created = await create_todo(alice)
     await call(alice, "DELETE", todo_url(created["id"]))
 
     response = await call(
@@ -903,7 +898,7 @@ async def test_if_match_on_a_deleted_todo_is_404_not_412(alice: Device) -> None:
 async def test_twenty_concurrent_patches_with_one_etag_let_exactly_one_win(
     alice: Device, conn: asyncpg.Connection
 ) -> None:
-    created = await create(alice)
+    created = await create_todo(alice)
     etag = (await call(alice, "GET", todo_url(created["id"]))).headers["etag"]
 
     responses = await asyncio.gather(
@@ -972,8 +967,8 @@ async def test_idempotency_key_reused_with_another_body_is_a_422_problem(
 async def test_without_an_idempotency_key_every_post_creates_a_todo(
     alice: Device, conn: asyncpg.Connection
 ) -> None:
-    first = await create(alice, title="same")
-    second = await create(alice, title="same")
+    first = await create_todo(alice, title="same")
+    second = await create_todo(alice, title="same")
 
     assert first["id"] != second["id"]
     assert await todo_count(conn) == 2

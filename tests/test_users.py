@@ -10,8 +10,17 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.factories import PASSWORD, Device, login, new_user, register, unique_email
-from tests.test_problems import assert_problem
+from tests.support.accounts import (
+    PASSWORD,
+    Device,
+    fresh_jar,
+    login,
+    new_user,
+    register,
+    unique_email,
+    user_with_role,
+)
+from tests.support.problems import assert_problem
 
 pytestmark = pytest.mark.anyio
 
@@ -40,26 +49,12 @@ def ok_json(response: httpx.Response, status: int = 200) -> Any:
     return body
 
 
-async def set_role(conn: asyncpg.Connection, user_id: str, role: str) -> None:
-    await conn.execute("UPDATE app_user SET role = $1 WHERE id = $2", role, uuid.UUID(user_id))
-
-
-async def user_with_role(
-    client: httpx.AsyncClient, conn: asyncpg.Connection, role: str, **extra: Any
-) -> Device:
-    """A registered account given `role` in the database before it logs in."""
-    user = await register(client, **extra)
-    await set_role(conn, user["id"], role)
-    return await login(client, user["email"])
-
-
 async def refresh(device: Device) -> httpx.Response:
     return await device.client.post("/api/v1/auth/refresh")
 
 
 async def login_response(client: httpx.AsyncClient, name: str, password: str) -> httpx.Response:
-    fresh = httpx.AsyncClient(transport=client._transport, base_url=client.base_url)
-    async with fresh:
+    async with fresh_jar(client) as fresh:
         return await fresh.post("/api/v1/auth/login", json={"login": name, "password": password})
 
 
