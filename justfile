@@ -30,6 +30,10 @@ chaos *args:
 migrate:
     python -m todo_api migrate
 
+# Reverse the last N migrations of the app's tables (default 1), e.g. `just migrate-down 2`
+migrate-down n="1":
+    python -m todo_api migrate-down "$1"
+
 # Create a migration from the changes to the tables (e.g. `just makemigrations "add due_at"`)
 makemigrations desc="":
     piccolo migrations new todo_api --auto --desc="{{ desc }}"
@@ -56,6 +60,10 @@ check-settings:
 # Create an account with any role, e.g. `just create-user admin@example.com 'long password' superadmin`
 create-user email password role="user":
     python -m todo_api create-user "$1" "$2" "$3"
+
+# Bring accounts over from another backend, password hashes and all: `just import-users users.csv`, or `just import-users --from-database URL --query "SELECT email, hashed_password, is_active FROM \"user\""`
+import-users *args:
+    python -m todo_api import-users "$@"
 
 # Create an active staff superuser for /admin/ (or set its password), e.g. `just admin-user ops 'long password'`; prompts without arguments
 admin-user *args:

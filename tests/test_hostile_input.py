@@ -127,8 +127,12 @@ async def test_method_confusion_is_405_and_overrides_are_ignored(
 ) -> None:
     created = await device.client.post("/api/v1/todos", json={"title": "keep me"})
     todo = created.json()
-    for method in ("PUT", "POST"):
-        response = await device.client.request(method, f"/api/v1/todos/{todo['id']}", json={})
+    for method, path in (
+        ("PUT", "/api/v1/todos"),
+        ("POST", f"/api/v1/todos/{todo['id']}"),
+        ("PUT", f"/api/v1/todos/{todo['id']}/complete"),
+    ):
+        response = await device.client.request(method, path, json={})
         assert_client_error(response, method)
         assert response.status_code == 405
     # A method-override header must not turn a GET into a DELETE.

@@ -103,6 +103,7 @@ def assert_all_pass(failures: list[str]) -> None:
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", TODOS): {"title": "changed"},
     ("PATCH", TODO): {"title": "changed"},
+    ("PUT", TODO): {"title": "changed", "is_completed": True},
 }
 # An empty PATCH writes nothing, so it takes a path of its own through the app: tables have it too.
 EMPTY_PATCH: tuple[str, str, dict[str, Any] | None] = ("PATCH", "", {})
@@ -423,7 +424,7 @@ INVALID_PATCH_BODIES: dict[str, Any] = {
     "position-too-big": {"position": 2e15},
     "notes-nul": {"notes": "\x00"},
     "title-nul": {"title": "to\x00do"},
-    "unknown-field-is-completed": {"title": "ok", "is_completed": True},
+    "unknown-field-owner": {"title": "ok", "owner": "00000000-0000-0000-0000-000000000000"},
     "unknown-field-version": {"version": 9},
     "unknown-field-deleted-at": {"deleted_at": None},
     "array": [],

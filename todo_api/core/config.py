@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -28,6 +29,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """Everything configurable; field `foo_bar` is read from the variable `FOO_BAR`."""
 
     app_env: Literal["dev", "test", "prod"] = "dev"
+    # SQLAlchemy's `postgresql+asyncpg://` form is accepted and read as `postgresql://`.
     database_url: Annotated[str, Meta(pattern=r"^postgres(ql)?://")] = (
         "postgresql://postgres@127.0.0.1:5432/todo_api"
     )
@@ -111,6 +113,30 @@ def parse_rate(rate: str) -> tuple[int, str, int]:
 
 
 _LIST_FIELDS = {"allowed_origins", "trusted_proxies"}
+# SQLAlchemy's driver suffixes: the URL is the same otherwise.
+_SQLALCHEMY_SCHEME = re.compile(r"^(postgres(?:ql)?)\+(?:asyncpg|psycopg2?|pg8000)://")
+# Variables the FastAPI to-do backends we replace read, and ours that does the job (None: no
+# setting, the behaviour is fixed). Set and unread, they would be silently ignored: prod refuses
+# to start, dev and test warn. (POSTGRES_* are left alone: the database's own container reads
+# them from the same .env.)
+FOREIGN_VARIABLES: dict[str, str | None] = {
+    "JWT_SECRET": "SECRET_KEY",
+    "JWT_SECRET_KEY": "SECRET_KEY",
+    "SECRET": "SECRET_KEY",
+    "CORS_ORIGINS": "ALLOWED_ORIGINS",
+    "BACKEND_CORS_ORIGINS": "ALLOWED_ORIGINS",
+    "SQLALCHEMY_DATABASE_URI": "DATABASE_URL",
+    "SQLALCHEMY_DATABASE_URL": "DATABASE_URL",
+    "REFRESH_TOKEN_EXPIRE_MINUTES": "REFRESH_TOKEN_EXPIRE_DAYS",
+    "ALGORITHM": None,
+    "JWT_ALGORITHM": None,
+}
+FIXED_BEHAVIOUR = {
+    "ALGORITHM": "access tokens are always HS256",
+    "JWT_ALGORITHM": "access tokens are always HS256",
+}
+
+logger = logging.getLogger(__name__)
 # Outside prod, cookies over plain http are the norm (localhost) unless COOKIE_SECURE says otherwise;
 # prod logs are for machines.
 _ENV_DEPENDENT_DEFAULTS = {
@@ -127,12 +153,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         value = environ.get(name.upper())
         if value is None or value == "":
             continue
-        raw[name] = (
-            tuple(item.strip() for item in value.split(",") if item.strip())
-            if name in _LIST_FIELDS
-            else value.strip()
-        )
+        raw[name] = _list(name.upper(), value) if name in _LIST_FIELDS else value.strip()
+    if isinstance(url := raw.get("database_url"), str):
+        raw["database_url"] = _SQLALCHEMY_SCHEME.sub(r"\1://", url)
     app_env = str(raw.get("app_env", "dev"))
+    if foreign := _foreign_variables(environ):
+        if app_env == "prod":
+            raise SettingsError("; ".join(foreign))
+        for message in foreign:
+            logger.warning("%s", message)
     for name, by_env in _ENV_DEPENDENT_DEFAULTS.items():
         if name not in raw and app_env in by_env:
             raw[name] = by_env[app_env]
@@ -140,6 +169,33 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         return msgspec.convert(raw, Settings, strict=False)
     except msgspec.ValidationError as exc:
         raise SettingsError(_name_the_variable(str(exc))) from None
+
+
+def _list(variable: str, value: str) -> tuple[str, ...]:
+    """A list setting: comma-separated (`a, b`) or a JSON array of strings (`["a", "b"]`)."""
+    value = value.strip()
+    if not value.startswith("["):
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+    try:
+        items = msgspec.json.decode(value, type=list[str])
+    except msgspec.DecodeError as exc:
+        raise SettingsError(
+            f"invalid environment variable {variable}: not a JSON array of strings ({exc})"
+        ) from None
+    return tuple(item.strip() for item in items if item.strip())
+
+
+def _foreign_variables(environ: Mapping[str, str]) -> list[str]:
+    """One message per variable of another backend that is set here but means nothing to us."""
+    messages = []
+    for name, ours in FOREIGN_VARIABLES.items():
+        if not environ.get(name):
+            continue
+        if ours is None:
+            messages.append(f"{name} is not read by todo-api: {FIXED_BEHAVIOUR[name]}; unset it")
+        else:
+            messages.append(f"{name} is not read by todo-api: set {ours} instead")
+    return messages
 
 
 def _name_the_variable(message: str) -> str:

@@ -279,3 +279,19 @@ async def migrate(database_url: str) -> None:
     result = await run_forwards(app_name="all")
     if not result.success:
         raise RuntimeError(f"migrations failed: {result.message}")
+
+
+async def migrate_down(database_url: str, steps: int) -> list[str]:
+    """Reverse the last `steps` applied migrations of todo_api's tables; their ids, newest first."""
+    from piccolo.apps.migrations.commands.backwards import run_backwards
+    from piccolo.apps.migrations.tables import Migration
+
+    point_engine_at(database_url)
+    applied: list[str] = await Migration.get_migrations_which_ran(app_name="todo_api")
+    if steps < 1 or not applied:
+        return []
+    undone = applied[-steps:]
+    result = await run_backwards(app_name="todo_api", migration_id=undone[0], auto_agree=True)
+    if not result.success:
+        raise RuntimeError(f"migrating back failed: {result.message}")
+    return list(reversed(undone))

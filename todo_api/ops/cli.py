@@ -81,6 +81,64 @@ def migrate() -> None:
         asyncio.run(db.migrate(url))
 
 
+def migrate_down(steps: int) -> None:
+    """Reverse the last `steps` migrations of the app's tables (default 1)."""
+    from todo_api.core import db
+
+    with database_url() as url:
+        undone = asyncio.run(db.migrate_down(url, steps))
+    if not undone:
+        print("migrate-down: no migration to reverse")
+    for migration_id in undone:
+        print(f"migrate-down: reversed {migration_id}")
+
+
+def import_users(csv_path: str | None, source_url: str | None, query: str | None) -> None:
+    """Bring accounts over from another backend with their password hashes (bcrypt, passlib's
+    pbkdf2-sha256, argon2id): from a CSV file, or from a query against its database. Columns:
+    email, password_hash (or hashed_password), and optionally username, display_name (or
+    full_name), is_active, role (or is_superuser). All rows are checked before any is written."""
+    import csv
+
+    from todo_api.core import db
+    from todo_api.core.identity import Client
+    from todo_api.users.service import import_accounts, imported_account
+
+    async def read_query(url: str, sql: str) -> list[dict[str, Any]]:
+        import asyncpg
+
+        connection = await asyncpg.connect(url)
+        try:
+            return [dict(row) for row in await connection.fetch(sql)]
+        finally:
+            await connection.close()
+
+    if csv_path is not None:
+        with open(csv_path, newline="", encoding="utf-8-sig") as handle:
+            rows: list[dict[str, Any]] = list(csv.DictReader(handle))
+    elif source_url is not None and query is not None:
+        rows = asyncio.run(read_query(source_url, query))
+    else:
+        sys.exit("error: give a CSV file, or --from-database URL and --query SQL")
+    accounts, problems = [], []
+    for number, row in enumerate(rows, start=1):
+        try:
+            accounts.append(imported_account(row))
+        except ValueError as exc:
+            problems.append(f"row {number}: {exc}")
+    if problems:
+        sys.exit("error: nothing imported\n" + "\n".join(problems))
+
+    async def run() -> tuple[int, int]:
+        async with db.connection_pool(settings):
+            return await import_accounts(accounts, Client(ip="", user_agent="cli"))
+
+    with database_url():
+        settings = _settings()
+        created, skipped = asyncio.run(run())
+    print(f"import-users: created {created} accounts, skipped {skipped} already present")
+
+
 def _run_uvicorn(settings: Settings, **options: Any) -> None:
     import uvicorn
 
@@ -229,24 +287,29 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m todo_api", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     for name, function in COMMANDS.items():
-        commands.add_parser(name, help=function.__doc__)
+        commands.add_parser(name, help=function.__doc__).set_defaults(run=lambda _, f=function: f())
     add_user = commands.add_parser("create-user", help=create_user.__doc__)
     add_user.add_argument("email")
     add_user.add_argument("password")
     add_user.add_argument("role", choices=get_args(Role))
+    add_user.set_defaults(run=lambda a: create_user(a.email, a.password, a.role))
+    down = commands.add_parser("migrate-down", help=migrate_down.__doc__)
+    down.add_argument("steps", nargs="?", type=int, default=1)
+    down.set_defaults(run=lambda a: migrate_down(a.steps))
+    importing = commands.add_parser("import-users", help=import_users.__doc__)
+    importing.add_argument("csv_path", nargs="?", metavar="FILE.csv")
+    importing.add_argument("--from-database", dest="source_url", metavar="URL")
+    importing.add_argument("--query", metavar="SQL")
+    importing.set_defaults(run=lambda a: import_users(a.csv_path, a.source_url, a.query))
     staff = commands.add_parser("admin-user", help=admin_user.__doc__)
     staff.add_argument("username", nargs="?")
     staff.add_argument("password", nargs="?")
+    staff.set_defaults(run=lambda a: admin_user(a.username, a.password))
     args = parser.parse_args(argv)
     from todo_api.core.errors import DomainError
 
     try:
-        if args.command == "create-user":
-            create_user(args.email, args.password, args.role)
-        elif args.command == "admin-user":
-            admin_user(args.username, args.password)
-        else:
-            COMMANDS[args.command]()
+        args.run(args)
     except DomainError as exc:
         sys.exit(f"error: {exc.message}")
 

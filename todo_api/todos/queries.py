@@ -28,18 +28,13 @@ from todo_api.todos.schemas import Todo, TodoChange, TodoFilter
 COLUMNS = ", ".join(Todo.__struct_fields__)
 # Delta sync's columns: TodoChange's but `deleted` (derived from deleted_at), in order.
 SYNC_COLUMNS = f"{COLUMNS}, deleted_at"
-# The columns an update may set (a TodoUpdate field or a state change): never user text.
-UPDATABLE = frozenset(
-    (
-        "title",
-        "notes",
-        "due_at",
-        "priority",
-        "position",
-        "is_completed",
-        "completed_at",
-        "deleted_at",
-    )
+# The columns an update may set (a TodoUpdate field or a deletion): never user text.
+UPDATABLE = frozenset(("title", "notes", "due_at", "priority", "position", "deleted_at"))
+# The completion rule, the one place it is written: a to-do that becomes complete gets its
+# completed_at once (completing it again keeps the first), and reopening clears it.
+COMPLETION = (
+    "is_completed = {completed}, "
+    "completed_at = CASE WHEN {completed} THEN coalesce(completed_at, $3) ELSE NULL END"
 )
 # Sort name -> (SQL expression, its type for casting a cursor value back). Never user text.
 SORT_KEYS: dict[str, tuple[str, str]] = {
@@ -112,11 +107,13 @@ async def update(
     moment: datetime,
     values: dict[str, Any],
     *,
+    completed: bool | None = None,
     expected_version: int | None = None,
     only_if: Only | None = None,
 ) -> Todo | None:
-    """Set `values` (column -> value) and bump the version of a live to-do of `owner_id`, if it
-    has `expected_version` and is in state `only_if`; None if no row matched."""
+    """Set `values` (column -> value), complete or reopen it (`completed`), and bump the version
+    of a live to-do of `owner_id`, if it has `expected_version` and is in state `only_if`; None
+    if no row matched."""
     args: list[Any] = [todo_id, owner_id, moment]
     assignments = ["version = version + 1", "updated_at = $3"]
     for column, value in values.items():
@@ -124,6 +121,9 @@ async def update(
             raise ValueError(f"not an updatable column: {column!r}")
         args.append(value)
         assignments.append(f"{column} = ${len(args)}")
+    if completed is not None:
+        args.append(completed)
+        assignments.append(COMPLETION.format(completed=f"${len(args)}::boolean"))
     where = 'id = $1 AND "owner" = $2 AND deleted_at IS NULL'
     if expected_version is not None:
         args.append(expected_version)

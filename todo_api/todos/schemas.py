@@ -75,6 +75,13 @@ class TodoUpdate(Schema):
     due_at: DueAt | msgspec.UnsetType | None = msgspec.UNSET
     priority: Priority | msgspec.UnsetType = msgspec.UNSET
     position: Position | msgspec.UnsetType = msgspec.UNSET
+    is_completed: (
+        Annotated[
+            bool,
+            Meta(description="true completes it (completed_at is set once), false reopens it"),
+        ]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -128,15 +128,18 @@ class TodoService:
         todo_id: uuid.UUID,
         values: dict[str, object],
         expected_version: int | None,
+        *,
+        completed: bool | None = None,
         only_if: queries.Only | None = None,
     ) -> Todo | None:
-        """Apply `values` (bumping the version) if the to-do is live, mine, and (with
-        `expected_version`) unchanged since; None if it was not in state `only_if`."""
+        """Apply `values` and `completed` (bumping the version) if the to-do is live, mine, and
+        (with `expected_version`) unchanged since; None if it was not in state `only_if`."""
         todo = await queries.update(
             todo_id,
             self.owner_id,
             now(),
             values,
+            completed=completed,
             expected_version=expected_version,
             only_if=only_if,
         )
@@ -154,16 +157,20 @@ class TodoService:
     async def update(
         self, todo_id: uuid.UUID, change: TodoUpdate, expected_version: int | None
     ) -> Todo:
+        """A partial change; `is_completed` follows the rules of `set_completed`."""
         values: dict[str, object] = {}
         for field in change.__struct_fields__:
             value = getattr(change, field)
-            if value is not msgspec.UNSET:
+            if value is not msgspec.UNSET and field != "is_completed":
                 values[field] = value.strip() if field == "title" else value
+        completed = None if change.is_completed is msgspec.UNSET else change.is_completed
         if not values:
+            if completed is not None:
+                return await self.set_completed(todo_id, completed, expected_version)
             current = await self.get(todo_id)
             self._check_version(current, expected_version)
             return current
-        todo = await self._write(todo_id, values, expected_version)
+        todo = await self._write(todo_id, values, expected_version, completed=completed)
         assert todo is not None  # no state condition, so a miss raised above
         return todo
 
@@ -171,12 +178,10 @@ class TodoService:
         self, todo_id: uuid.UUID, completed: bool, expected_version: int | None
     ) -> Todo:
         """Complete or reopen; doing it twice changes nothing (the first completed_at stays)."""
-        values: dict[str, object] = {
-            "is_completed": completed,
-            "completed_at": now() if completed else None,
-        }
         only_if: queries.Only = "open" if completed else "done"
-        todo = await self._write(todo_id, values, expected_version, only_if)
+        todo = await self._write(
+            todo_id, {}, expected_version, completed=completed, only_if=only_if
+        )
         return todo if todo is not None else await self.get(todo_id)
 
     async def delete(self, todo_id: uuid.UUID, expected_version: int | None) -> None:

@@ -75,3 +75,14 @@ class AccountDeletion(Schema):
 class AdminUserUpdate(Schema):
     is_active: bool | msgspec.UnsetType = msgspec.UNSET
     role: Role | msgspec.UnsetType = msgspec.UNSET
+
+
+class ImportedAccount(Schema):
+    """An account brought over from another backend, with its password hash as stored there."""
+
+    email: Email
+    password_hash: Annotated[str, Meta(min_length=1, max_length=255)]
+    username: Username | None = None
+    display_name: DisplayName = ""
+    is_active: bool = True
+    role: Role = "user"

@@ -19,7 +19,7 @@ from todo_api.core.identity import ROLE_RANK, Actor, Client, CurrentUser, Role
 from todo_api.core.pagination import Cursors, keyset_page
 from todo_api.core.schemas import Page, PageMeta
 from todo_api.users import schemas, tables
-from todo_api.users.passwords import Passwords
+from todo_api.users.passwords import Passwords, is_known_hash
 
 WRONG_PASSWORD = "The password is not correct."
 # An account as the API shows it: the columns of schemas.User's fields.
@@ -97,6 +97,75 @@ async def replace_password_hash(user_id: uuid.UUID, password_hash: str) -> None:
     await tables.User.update({tables.User.password_hash: password_hash}).where(
         tables.User.id == user_id
     )
+
+
+# Column names of the FastAPI to-do backends' user tables, and ours.
+IMPORT_ALIASES = {"hashed_password": "password_hash", "full_name": "display_name"}
+
+
+class ImportResult(NamedTuple):
+    created: int
+    skipped_existing: int
+
+
+_TRUE, _FALSE = {"t", "true", "1", "yes", "y"}, {"f", "false", "0", "no", "n"}
+
+
+def _flag(value: Any) -> Any:
+    """A boolean as exports spell it (psql's CSV writes t/f), else the value unchanged."""
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    return value
+
+
+def imported_account(fields: dict[str, Any]) -> schemas.ImportedAccount:
+    """One row of an import (CSV strings or database values) as an account; ValueError if not
+    one (the message never contains the hash). Columns we do not know are ignored."""
+    values = {IMPORT_ALIASES.get(key, key): value for key, value in fields.items()}
+    if _flag(values.get("is_superuser")) is True:
+        values.setdefault("role", "superadmin")
+    if "is_active" in values:
+        values["is_active"] = _flag(values["is_active"])
+    known = schemas.ImportedAccount.__struct_fields__
+    values = {k: v for k, v in values.items() if k in known and v not in (None, "")}
+    try:
+        account = msgspec.convert(values, type=schemas.ImportedAccount, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ValueError(str(exc)) from None
+    if not is_known_hash(account.password_hash):
+        raise ValueError(
+            "the password hash is in a format we cannot check (argon2id, bcrypt, pbkdf2-sha256)"
+        )
+    return account
+
+
+async def import_accounts(accounts: list[schemas.ImportedAccount], client: Client) -> ImportResult:
+    """Create these accounts with their existing password hashes, in one transaction; an email or
+    username already taken is skipped. Each hash becomes argon2id at the account's next login."""
+    if not accounts:
+        return ImportResult(0, 0)
+    rows = [
+        tables.User(
+            {
+                tables.User.email: normalise_email(account.email),
+                tables.User.username: normalise_username(account.username),
+                tables.User.display_name: account.display_name.strip(),
+                tables.User.password_hash: account.password_hash,
+                tables.User.is_active: account.is_active,
+                tables.User.role: account.role,
+            }
+        )
+        for account in accounts
+    ]
+    async with db.transaction():
+        created = await (
+            tables.User.insert(*rows)
+            .on_conflict(action="DO NOTHING")
+            .returning(tables.User.id, tables.User.role)
+        )
+        for row in created:
+            await record_event("account_imported", client, user_id=row["id"], role=row["role"])
+    return ImportResult(len(created), len(accounts) - len(created))
 
 
 class UserService:
