@@ -12,7 +12,7 @@ from todo_api.core.config import DEFAULT_SECRET_KEY, SettingsError, load_setting
 
 GOOD_PROD = {
     "APP_ENV": "prod",
-    "SECRET_KEY": "p" * 48,
+    "SECRET_KEY": "k3Y-9fQz_2VbLr8mT1xNc7WpHs4dJe6u0GaZoYiKq5Rl",
     "DATABASE_URL": "postgresql://app@db/todo",
 }
 
@@ -71,6 +71,16 @@ def test_pool_bounds_must_be_ordered() -> None:
         {"SECRET_KEY": "short"},
         {"COOKIE_SECURE": "false"},
         {"ALLOWED_ORIGINS": "*"},
+        # Keys of obviously low entropy, however long.
+        {"SECRET_KEY": "p" * 48},
+        {"SECRET_KEY": "0123456789abcdef" * 3},
+        {"SECRET_KEY": "aB3$" * 12},
+        # Origins that would hand the cookies to pages we do not control.
+        {"ALLOWED_ORIGINS": "https://*"},
+        {"ALLOWED_ORIGINS": "*://*"},
+        {"ALLOWED_ORIGINS": "http://*"},
+        {"ALLOWED_ORIGINS": "https://app.example, null"},
+        {"ALLOWED_ORIGINS": "http://app.example"},
     ],
 )
 def test_prod_refuses_insecure_settings(override: dict[str, str]) -> None:
@@ -83,6 +93,19 @@ def test_prod_accepts_a_real_secret_and_defaults_to_secure_json() -> None:
     settings = load_settings(GOOD_PROD)
     assert settings.cookie_secure is True
     assert settings.log_format == "json"
+
+
+def test_prod_accepts_https_origins_and_dev_keeps_local_http_ones() -> None:
+    prod = load_settings({**GOOD_PROD, "ALLOWED_ORIGINS": "https://app.example"})
+    assert prod.allowed_origins == ("https://app.example",)
+    dev = load_settings({"ALLOWED_ORIGINS": "http://localhost:5173"})
+    assert dev.allowed_origins == ("http://localhost:5173",)
+
+
+def test_a_guessable_key_is_named_but_not_shown() -> None:
+    with pytest.raises(SettingsError, match="SECRET_KEY") as caught:
+        load_settings({**GOOD_PROD, "SECRET_KEY": "guess" * 10})
+    assert "guessguess" not in str(caught.value)
 
 
 def test_secret_values_never_appear_in_the_error() -> None:

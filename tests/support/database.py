@@ -28,6 +28,7 @@ TEST_ENV = {
     "RATE_LIMIT_REGISTER": "1000/minute",
     "RATE_LIMIT_TOKEN": "1000/minute",
     "RATE_LIMIT_REFRESH": "1000/minute",
+    "RATE_LIMIT_REVERIFY": "1000/minute",
 }
 
 

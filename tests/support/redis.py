@@ -18,6 +18,7 @@ def redis_reachable() -> bool:
 
 
 def random_address() -> str:
-    """A client address from the IPv6 documentation range, different on every call, so a test's
+    """A client from the IPv6 documentation range, another /64 on every call, so a test's
     counters never meet another run's in a shared Redis."""
-    return str(ipaddress.IPv6Address(f"2001:db8::{uuid.uuid4().hex[:4]}:{uuid.uuid4().hex[:4]}"))
+    # Random in the /64 part too: rate limits count an IPv6 client by its /64.
+    return str(ipaddress.IPv6Address(f"2001:db8:{uuid.uuid4().hex[:4]}:{uuid.uuid4().hex[:4]}::1"))

@@ -13,6 +13,7 @@ from litestar.connection import ASGIConnection
 from litestar.security.jwt import OAuth2PasswordBearerAuth, Token
 
 from todo_api.auth.cookies import AUTH_PATH, cookie_names
+from todo_api.auth.guards import UNSAFE_METHODS, require_same_site
 from todo_api.auth.tokens import InvalidToken, TokenKeys, decode_access
 from todo_api.context import AppContext
 from todo_api.core.config import Settings
@@ -98,7 +99,18 @@ async def retrieve_user(
     logout, revocation, deactivation and deletion act at once in this process and within
     milliseconds in every other. Idle expiry is a refresh-time rule: an access token outlives no
     idle window.
+
+    Litestar's middleware takes the token from the Authorization header whatever its scheme, else
+    from the cookie: here only `Bearer` counts, and an unsafe request authenticated by the cookie
+    must come from our own (or an allowed) origin, since browsers send the cookie to any same-site
+    page (CSRF).
     """
+    scheme, _, credentials = connection.headers.get("authorization", "").partition(" ")
+    if credentials:
+        if scheme.lower() != "bearer":
+            return None
+    elif connection.scope.get("method") in UNSAFE_METHODS:
+        require_same_site(connection)
     try:
         user_id, session_id = uuid.UUID(token.sub), uuid.UUID(str(token.extras["sid"]))
     except (KeyError, ValueError, TypeError):

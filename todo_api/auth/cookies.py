@@ -46,30 +46,28 @@ class TokenCookie(Cookie):
         return b"set-cookie", "; ".join(parts).encode("latin-1")
 
 
+def _auth_cookie(settings: Settings, key: str, value: str, max_age: int, path: str) -> TokenCookie:
+    """An auth cookie with the attributes every one of them carries (a browser ignores a
+    deleting Set-Cookie for a `__Secure-` cookie unless it has them too)."""
+    return TokenCookie(
+        key=key,
+        value=value,
+        max_age=max_age,
+        path=path,
+        httponly=True,
+        secure=settings.cookie_secure,
+        samesite="strict",
+    )
+
+
 def set_auth_cookies(response: Response[Any], settings: Settings, tokens: IssuedTokens) -> None:
     access_name, refresh_name = cookie_names(settings)
     remaining = int((tokens.session_expires_at - datetime.now(UTC)).total_seconds())
     response.set_cookie(
-        TokenCookie(
-            key=access_name,
-            value=tokens.access_token,
-            max_age=tokens.expires_in,
-            path="/",
-            httponly=True,
-            secure=settings.cookie_secure,
-            samesite="strict",
-        )
+        _auth_cookie(settings, access_name, tokens.access_token, tokens.expires_in, "/")
     )
     response.set_cookie(
-        TokenCookie(
-            key=refresh_name,
-            value=tokens.refresh_token,
-            max_age=max(remaining, 0),
-            path=AUTH_PATH,
-            httponly=True,
-            secure=settings.cookie_secure,
-            samesite="strict",
-        )
+        _auth_cookie(settings, refresh_name, tokens.refresh_token, max(remaining, 0), AUTH_PATH)
     )
     response.headers["Cache-Control"] = "no-store"
 
@@ -77,7 +75,7 @@ def set_auth_cookies(response: Response[Any], settings: Settings, tokens: Issued
 def clear_auth_cookies(response: Response[Any], settings: Settings) -> None:
     access_name, refresh_name = cookie_names(settings)
     for name, path in ((access_name, "/"), (refresh_name, AUTH_PATH)):
-        response.delete_cookie(name, path=path)
+        response.set_cookie(_auth_cookie(settings, name, "", 0, path))
     response.headers["Cache-Control"] = "no-store"
 
 

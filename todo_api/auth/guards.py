@@ -49,25 +49,37 @@ def requires_role(role: Role) -> Guard:
             raise NotAuthorizedException()
         if not has_role(current, role):
             raise PermissionDeniedException(f"This needs the {role} role.")
+        # The handler decides with the role just read, not the one cached at authentication.
+        connection.scope["user"] = CurrentUser(id=user.id, session_id=user.session_id, role=current)
 
     return guard
+
+
+# Methods that change something: a browser must not be made to send them from another site.
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+CROSS_SITE = "Cross-site requests are not accepted here."
+
+
+def require_same_site(connection: ASGIConnection[Any, Any, Any, Any]) -> None:
+    """Refuse a request a browser marks as cross-site, or whose Origin is neither ours nor
+    allowed (PermissionDeniedException, a 403). SameSite=Strict cookies stop cross-*site*
+    requests only: this also covers sibling subdomains, other ports and old browsers."""
+    settings = AppContext.of(connection).settings
+    origin = connection.headers.get("origin")
+    allowed = origin is not None and origin in settings.allowed_origins
+    if connection.headers.get("sec-fetch-site") == "cross-site" and not allowed:
+        raise PermissionDeniedException(CROSS_SITE)
+    if origin is None or allowed:
+        return
+    own = f"{connection.url.scheme}://{connection.url.netloc}"
+    if origin != own:
+        raise PermissionDeniedException(CROSS_SITE)
 
 
 async def reject_cross_site(
     connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
 ) -> None:
-    """Refuse requests a browser marks as cross-site, or whose Origin is neither ours nor allowed.
-
-    Runs before the handler, so a refused refresh consumes nothing. SameSite=Strict cookies
-    already stop most of this; the check also covers old browsers and same-site subdomains.
-    """
-    settings = AppContext.of(connection).settings
-    origin = connection.headers.get("origin")
-    allowed = origin is not None and origin in settings.allowed_origins
-    if connection.headers.get("sec-fetch-site") == "cross-site" and not allowed:
-        raise PermissionDeniedException("Cross-site requests are not accepted here.")
-    if origin is None or allowed:
-        return
-    own = f"{connection.url.scheme}://{connection.url.netloc}"
-    if origin != own:
-        raise PermissionDeniedException("Cross-site requests are not accepted here.")
+    """`require_same_site` as a guard, for the public routes that read the auth cookies (login,
+    refresh, logout). It runs before the handler, so a refused refresh consumes nothing. (Every
+    other unsafe request that the access cookie authenticates is checked in authentication.)"""
+    require_same_site(connection)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,17 @@ from todo_api.core.config import Settings, parse_rate
 from todo_api.web.client import client_ip
 
 RATE_LIMIT_STORE = "rate_limit"
+
+
+def network_of(ip: str) -> str:
+    """What one client is for a limit: its IPv4 address, or its IPv6 /64 (one subscriber's
+    prefix: its addresses are free to change within it)."""
+    if ":" not in ip:
+        return ip
+    try:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    except ValueError:
+        return ip
 
 
 def rate_limit_store(settings: Settings) -> Store:
@@ -68,10 +80,16 @@ def _limited(
 
 
 def rate_limits(settings: Settings) -> list[DefineMiddleware]:
-    """Per client IP for login/register/token; per device session for refresh."""
+    """Per client IP for login/register/token; per device session for refresh; per user for the
+    routes that re-check the caller's password."""
 
     def by_ip(request: Request[Any, Any, Any]) -> str:
-        return client_ip(request, settings)
+        return network_of(client_ip(request, settings))
+
+    def by_user(request: Request[Any, Any, Any]) -> str:
+        # These routes need a token: authentication has run and set the user.
+        user = request.scope.get("user")
+        return str(getattr(user, "id", "")) or f"ip:{by_ip(request)}"
 
     def by_session(request: Request[Any, Any, Any]) -> str:
         token = refresh_cookie(request, settings) or ""
@@ -82,4 +100,5 @@ def rate_limits(settings: Settings) -> list[DefineMiddleware]:
         _limited("register", settings.rate_limit_register, by_ip),
         _limited("token", settings.rate_limit_token, by_ip),
         _limited("refresh", settings.rate_limit_refresh, by_session),
+        _limited("reverify", settings.rate_limit_reverify, by_user),
     ]

@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 from piccolo.custom_types import Combinable
 
 from todo_api.auth import queries, schemas, tables
-from todo_api.auth.audit import record_event
+from todo_api.auth.audit import check_password_failures, record_event
 from todo_api.auth.schemas import LoginRequest, Session
 from todo_api.auth.sessions import AuditAs, end_sessions, is_live, live
 from todo_api.auth.tokens import InvalidToken, IssuedTokens, TokenKeys
 from todo_api.core import db
 from todo_api.core.clock import now
-from todo_api.core.config import Settings, parse_rate
-from todo_api.core.errors import NotFound, TooManyRequests, Unauthorized
+from todo_api.core.config import Settings
+from todo_api.core.errors import NotFound, Unauthorized
 from todo_api.core.identity import Client, CurrentUser
 from todo_api.core.pagination import Cursors, keyset_page
 from todo_api.core.schemas import Page, PageMeta
@@ -69,7 +70,9 @@ class AuthService:
     async def login(self, data: LoginRequest) -> tuple[IssuedTokens, User]:
         account = await accounts.account_for_login(data.login)
         if account is not None:
-            await self._check_failed_logins(account.user.id)
+            await check_password_failures(
+                account.user.id, self.settings.rate_limit_login_failures, self.client
+            )
         stored_hash = account.password_hash if account is not None else None
         ok = await self.passwords.verify(stored_hash, data.password)
         if account is None or not ok or not account.user.is_active:
@@ -89,21 +92,6 @@ class AuthService:
         moment = now()
         tokens = await self._start_session(user.id, data, moment)
         return tokens, accounts.with_last_login(user, moment)
-
-    async def _check_failed_logins(self, user_id: uuid.UUID) -> None:
-        limit, _, window = parse_rate(self.settings.rate_limit_login_failures)
-        since = now() - timedelta(seconds=window)
-        failures = await tables.AuthEvent.count().where(
-            (tables.AuthEvent.user_id == user_id)
-            & (tables.AuthEvent.created_at > since)
-            & (tables.AuthEvent.type == "login_failed")
-        )
-        if failures >= limit:
-            await record_event("rate_limited", self.client, user_id=user_id, limit="login_failures")
-            raise TooManyRequests(
-                "Too many failed logins for this account; try again later.",
-                headers={"Retry-After": str(window)},
-            )
 
     async def _start_session(
         self, user_id: uuid.UUID, data: LoginRequest, moment: datetime
@@ -288,9 +276,22 @@ class AuthService:
             lambda row: [row["created_at"].isoformat(), str(row["id"])],
         )
         return Page(
-            data=[schemas.AuthEvent(**row) for row in page],
+            data=[
+                schemas.AuthEvent(**{**row, "detail": _as_owner_sees(row["detail"])})
+                for row in page
+            ],
             meta=PageMeta(count=len(page), next_cursor=next_cursor),
         )
+
+
+def _as_owner_sees(detail: dict[str, Any]) -> dict[str, Any]:
+    """An event's detail as the account's owner sees it: who acted on it is "staff" (an
+    operator in the admin UI) or "administrator" (an admin through the API), never their name
+    or id; the admin UI shows the stored detail."""
+    by = detail.get("by")
+    if not isinstance(by, str):
+        return detail
+    return {**detail, "by": "staff" if by.startswith("staff:") else "administrator"}
 
 
 def device_name(user_agent: str) -> str:

@@ -125,7 +125,15 @@ class TokenKeys:
             counter = int(raw_counter)
         except ValueError:
             raise InvalidToken("malformed refresh token") from None
-        if counter < 0 or not raw_counter.isdigit() or len(mac) != 43:
+        # One spelling only, the one we issue: a lower-case hyphenated id (not upper case,
+        # braces, `urn:uuid:` or bare hex) and a counter without leading zeros, so the text a
+        # rate limiter keys on cannot be varied for the same token.
+        if (
+            str(session_id) != raw_id
+            or not raw_counter.isdigit()
+            or str(counter) != raw_counter
+            or len(mac) != 43
+        ):
             raise InvalidToken("malformed refresh token")
         return RefreshToken(session_id, counter, mac)
 

@@ -57,6 +57,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     rate_limit_register: RateLimit = "5/minute"
     rate_limit_token: RateLimit = "5/minute"
     rate_limit_refresh: RateLimit = "30/minute"
+    # Password change and account deletion, per user (each re-checks the password with argon2).
+    rate_limit_reverify: RateLimit = "5/minute"
     # Failed logins per account (counted in the audit log, so across processes) before a 429.
     rate_limit_login_failures: RateLimit = "10/hour"
     # argon2id cost; the defaults take ~100-300 ms per hash on a server core.
@@ -88,8 +90,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             )
         if not self.cookie_secure:
             raise ValueError("COOKIE_SECURE cannot be false when APP_ENV=prod")
-        if "*" in self.allowed_origins:
-            raise ValueError("ALLOWED_ORIGINS cannot be '*' when APP_ENV=prod (cookies are sent)")
+        if low_entropy(self.secret_key):
+            raise ValueError(
+                "SECRET_KEY looks guessable (a repeated pattern or too few distinct characters); "
+                'use a random one (python -c "import secrets; print(secrets.token_urlsafe(48))")'
+            )
+        for origin in self.allowed_origins:
+            if problem := origin_problem(origin):
+                raise ValueError(
+                    f"ALLOWED_ORIGINS cannot contain {origin!r} when APP_ENV=prod: {problem}"
+                )
         if self.argon2_memory_kib < 19 * 1024 or self.argon2_time_cost < 2:
             raise ValueError(
                 "ARGON2_MEMORY_KIB >= 19456 and ARGON2_TIME_COST >= 2 are required when APP_ENV=prod"
@@ -104,6 +114,27 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     def key_for(self, purpose: str) -> bytes:
         """A 256-bit key for one purpose, derived from SECRET_KEY, so no two uses share a key."""
         return hmac.new(self.secret_key.encode(), purpose.encode(), hashlib.sha256).digest()
+
+
+def low_entropy(key: str) -> bool:
+    """Obviously guessable: fewer than 10 distinct characters, or a shorter text repeated."""
+    if len(set(key)) < 10:
+        return True
+    return any(
+        len(key) % size == 0 and key == key[:size] * (len(key) // size)
+        for size in range(1, len(key) // 2 + 1)
+    )
+
+
+def origin_problem(origin: str) -> str | None:
+    """Why a browser origin must not be trusted with credentials in prod, or None."""
+    if "*" in origin:
+        return "wildcards are not allowed (cookies are sent)"
+    if origin.strip().lower() == "null":
+        return "'null' is the origin of sandboxed frames and local files, any page can have it"
+    if not origin.lower().startswith("https://"):
+        return "only https:// origins (a plain-http page can be changed on its way)"
+    return None
 
 
 def parse_rate(rate: str) -> tuple[int, str, int]:

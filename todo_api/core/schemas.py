@@ -14,6 +14,15 @@ T = TypeVar("T")
 # and `$` (Python's also matches before a final newline).
 SPACE = r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
 END = r"$(?!\n)"
+# Unicode's format characters (category Cf) in the Basic Multilingual Plane: zero-width spaces
+# and joiners, direction marks and overrides, the soft hyphen... They show nothing, so text made
+# of them only looks blank, and an address containing them looks like another.
+INVISIBLE = (
+    r"\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f"
+    r"\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
+)
+# ASCII and C1 control characters.
+CONTROL = r"\x00-\x1f\x7f-\x9f"
 
 
 class Schema(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -9,10 +9,11 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from todo_api.core.schemas import SPACE, Output, PageMeta, Schema
+from todo_api.core.schemas import INVISIBLE, SPACE, Output, PageMeta, Schema
 
-# `pattern` is a search: at least one non-space character, so a blank title is refused.
-Title = Annotated[str, Meta(min_length=1, max_length=500, pattern=f"[^{SPACE}]")]
+# `pattern` is a search: at least one visible character, so a blank title (spaces, or only
+# invisible format characters) is refused.
+Title = Annotated[str, Meta(min_length=1, max_length=500, pattern=f"[^{SPACE}{INVISIBLE}]")]
 Notes = Annotated[str, Meta(max_length=10_000)]
 Priority = Annotated[
     int,

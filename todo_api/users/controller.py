@@ -29,7 +29,12 @@ from todo_api.web.params import Cursor, Limit, SearchText
 def provide_user_service(request: Request[Any, Any, Any]) -> UserService:
     """Per request: the service, told who is calling from where."""
     context = AppContext.of(request)
-    return UserService(context.passwords, context.cursors, context.client(request))
+    return UserService(
+        context.passwords,
+        context.cursors,
+        context.client(request),
+        password_failures=context.settings.rate_limit_login_failures,
+    )
 
 
 PROVIDERS = {"users": Provide(provide_user_service, sync_to_thread=False)}
@@ -58,7 +63,12 @@ class MeController(Controller):
     ) -> User:
         return await users.update_profile(request.user, data)
 
-    @delete("/", operation_id="DeleteMe", summary="Delete my account and everything of mine")
+    @delete(
+        "/",
+        operation_id="DeleteMe",
+        summary="Delete my account and everything of mine",
+        opt={"rate_limit": "reverify"},
+    )
     async def delete_me(
         self,
         data: JSONBody[AccountDeletion],
@@ -67,7 +77,12 @@ class MeController(Controller):
     ) -> None:
         await users.delete_account(request.user, data.password)
 
-    @put("/password", operation_id="ChangePassword", status_code=204)
+    @put(
+        "/password",
+        operation_id="ChangePassword",
+        status_code=204,
+        opt={"rate_limit": "reverify"},
+    )
     async def change_password(
         self,
         data: JSONBody[PasswordChange],

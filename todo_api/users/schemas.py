@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 import uuid
 from datetime import datetime
 from typing import Annotated
@@ -10,14 +12,30 @@ import msgspec
 from msgspec import Meta
 
 from todo_api.core.identity import Role
-from todo_api.core.schemas import END, SPACE, Schema
+from todo_api.core.schemas import CONTROL, END, INVISIBLE, SPACE, Schema
+
+# What an address may not contain: spaces, controls, invisible format characters, and the
+# characters of markup and of RFC 5322's quoted forms (which no one types, and which an address
+# shown in a page or a mail must not carry).
+EMAIL_CHAR = rf"[^@{SPACE}{CONTROL}{INVISIBLE}<>()\[\]\\,;:\"`]"
+_EMAIL = re.compile(rf"^{EMAIL_CHAR}+@{EMAIL_CHAR}+\.{EMAIL_CHAR}+$")
+
+
+def normalised_email(value: str) -> str:
+    """`value` in Unicode's compatibility form (NFKC: a full-width or other look-alike letter
+    becomes the letter it looks like), still a valid address; ValueError if it is not."""
+    value = unicodedata.normalize("NFKC", value)
+    if not _EMAIL.match(value):
+        raise ValueError("`email` is not a valid address")
+    return value
+
 
 Email = Annotated[
     str,
     Meta(
         min_length=3,
         max_length=320,
-        pattern=rf"^[^@{SPACE}]+@[^@{SPACE}]+\.[^@{SPACE}]+{END}",
+        pattern=rf"^{EMAIL_CHAR}+@{EMAIL_CHAR}+\.{EMAIL_CHAR}+{END}",
     ),
 ]
 Username = Annotated[
@@ -44,7 +62,18 @@ class User(Schema):
     last_login_at: datetime | None = None
 
 
-class ProfileUpdate(Schema):
+class WithEmail(Schema):
+    """A request carrying an address: stored in its NFKC form, so a look-alike of an existing
+    address is that address (and a 409), not a second account."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        email = getattr(self, "email", None)
+        if isinstance(email, str):
+            msgspec.structs.force_setattr(self, "email", normalised_email(email))
+
+
+class ProfileUpdate(WithEmail):
     display_name: DisplayName | msgspec.UnsetType = msgspec.UNSET
     username: Username | msgspec.UnsetType | None = msgspec.UNSET
     email: Email | msgspec.UnsetType = msgspec.UNSET
@@ -54,7 +83,7 @@ class ProfileUpdate(Schema):
     ) = msgspec.UNSET
 
 
-class RegisterRequest(Schema):
+class RegisterRequest(WithEmail):
     """A new account (registration; an operator's CLI adds a role)."""
 
     email: Email
@@ -77,7 +106,7 @@ class AdminUserUpdate(Schema):
     role: Role | msgspec.UnsetType = msgspec.UNSET
 
 
-class ImportedAccount(Schema):
+class ImportedAccount(WithEmail):
     """An account brought over from another backend, with its password hash as stored there."""
 
     email: Email

@@ -3,6 +3,7 @@ the `app_user` table: other features read and write accounts only through the fu
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -11,7 +12,7 @@ import asyncpg
 import msgspec
 from piccolo.custom_types import Combinable
 
-from todo_api.auth import end_sessions, record_event, sessions_changed
+from todo_api.auth import check_password_failures, end_sessions, record_event, sessions_changed
 from todo_api.core import db
 from todo_api.core.clock import now
 from todo_api.core.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
@@ -29,8 +30,9 @@ COLUMNS = tuple(
 
 
 def normalise_email(email: str) -> str:
-    """Emails are stored lower-cased, so the unique index is case-insensitive."""
-    return email.strip().lower()
+    """Emails are stored in NFKC form and lower-cased, so the unique index is case- and
+    look-alike-insensitive (and logins find them however they are typed)."""
+    return unicodedata.normalize("NFKC", email).strip().lower()
 
 
 def normalise_username(username: str | None) -> str | None:
@@ -43,7 +45,7 @@ def user_from_row(row: dict[str, Any]) -> schemas.User:
 
 def _login_is(login: str) -> Combinable:
     """The account a login names: an email if it has an @, else a username."""
-    value = login.strip().lower()
+    value = normalise_email(login)
     return (tables.User.email if "@" in value else tables.User.username) == value
 
 
@@ -171,10 +173,19 @@ async def import_accounts(accounts: list[schemas.ImportedAccount], client: Clien
 class UserService:
     """Accounts: creating them, what a caller may do to their own, what admins may do to others'."""
 
-    def __init__(self, passwords: Passwords, cursors: Cursors, client: Client) -> None:
+    def __init__(
+        self,
+        passwords: Passwords,
+        cursors: Cursors,
+        client: Client,
+        password_failures: str | None = None,
+    ) -> None:
+        """`password_failures` (a rate, e.g. '10/hour'): wrong passwords an account may have
+        before a re-entered one is refused unchecked (None where nobody re-enters one)."""
         self.passwords = passwords
         self.cursors = cursors
         self.client = client
+        self.password_failures = password_failures
 
     async def create(self, data: schemas.RegisterRequest, role: Role = "user") -> schemas.User:
         """An account (registration, or an operator's `create-user` with any role)."""
@@ -221,7 +232,7 @@ class UserService:
         if change.email is not msgspec.UNSET:
             if change.current_password is msgspec.UNSET:
                 raise Unauthorized("Changing the email needs `current_password`.")
-            await self._check_password(current.id, change.current_password)
+            await self._check_password(current, change.current_password, "email_change")
             values[tables.User.email] = normalise_email(change.email)
         if not values:
             return await self.get(current.id)
@@ -237,7 +248,7 @@ class UserService:
         return user_from_row(rows[0])
 
     async def change_password(self, current: CurrentUser, change: schemas.PasswordChange) -> None:
-        await self._check_password(current.id, change.current_password)
+        await self._check_password(current, change.current_password, "password_change")
         new_hash = await self.passwords.hash(change.new_password)
         moment = now()
         async with db.transaction():
@@ -260,7 +271,7 @@ class UserService:
         )
 
     async def delete_account(self, current: CurrentUser, password: str) -> None:
-        await self._check_password(current.id, password)
+        await self._check_password(current, password, "account_deletion")
         # Sessions (and to-dos) go with the row: their foreign keys cascade.
         await tables.User.delete().where(tables.User.id == current.id)
         sessions_changed()
@@ -268,13 +279,25 @@ class UserService:
             "account_deleted", self.client, user_id=current.id, session_id=current.session_id
         )
 
-    async def _check_password(self, user_id: uuid.UUID, password: str) -> None:
+    async def _check_password(self, current: CurrentUser, password: str, action: str) -> None:
+        """The caller's password, re-entered for `action`: limited and audited like a sign-in,
+        so a stolen access token is no way to guess it."""
+        if self.password_failures is None:  # pragma: no cover - every caller is configured
+            raise RuntimeError("this UserService cannot check passwords")
+        await check_password_failures(current.id, self.password_failures, self.client)
         row = await (
             tables.User.select(tables.User.password_hash.as_alias("password_hash"))
-            .where(tables.User.id == user_id)
+            .where(tables.User.id == current.id)
             .first()
         )
         if not await self.passwords.verify(row["password_hash"] if row else None, password):
+            await record_event(
+                "password_check_failed",
+                self.client,
+                user_id=current.id,
+                session_id=current.session_id,
+                action=action,
+            )
             raise Unauthorized(WRONG_PASSWORD)
 
     async def list_users(

@@ -32,6 +32,7 @@ ADMIN_CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
     "font-src 'self' data:; frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
 )
+NO_STORE = (b"cache-control", b"no-store")
 EXPOSED_HEADERS = ["ETag", "Location", "Retry-After", "X-Request-ID", "Idempotent-Replayed"]
 
 
@@ -91,6 +92,9 @@ def security_headers(
         raw = MutableScopeHeaders.from_message(message).headers
         present = {name.lower() for name, _ in raw}
         raw.extend(header for header in by_kind[csp] if header[0] not in present)
+        # What an authenticated caller gets is theirs alone: no browser or shared cache keeps it.
+        if scope.get("user") is not None and b"cache-control" not in present:
+            raw.append(NO_STORE)
 
     return add
 

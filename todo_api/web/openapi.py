@@ -37,6 +37,7 @@ from litestar.routes import HTTPRoute
 from litestar.security.base import AbstractSecurityConfig
 
 from todo_api.core.errors import PROBLEM_DETAILS_SCHEMA, PROBLEM_MEDIA_TYPE
+from todo_api.web.request import is_json
 
 PROBLEM = Reference(ref="#/components/schemas/ProblemDetails")
 
@@ -48,8 +49,11 @@ ALWAYS: dict[int, str] = {
 }
 BAD_INPUT = "Malformed or invalid input; `errors` says what failed where"
 TOO_LARGE = "The body is larger than the server accepts (MAX_BODY_BYTES)"
+NOT_JSON = "The body is not sent as JSON (Content-Type: application/json)"
 NO_TOKEN = "No valid access token, or its session has ended (WWW-Authenticate: Bearer)"
 GUARDED = "Not allowed: a role is missing, or the request is cross-site"
+CROSS_SITE = "A cookie-authenticated request from another site (send a Bearer token, or call from an allowed origin)"
+UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 ABSENT = "Nothing with this id, or not yours"
 # By request header: RFC 9110 §13.1.1, and the IETF Idempotency-Key draft.
 BY_HEADER: dict[str, tuple[int, str]] = {
@@ -69,9 +73,9 @@ def complete_document(app: Litestar, auth: AbstractSecurityConfig[Any, Any]) -> 
         document.components.schemas = {}
     document.components.schemas["ProblemDetails"] = PROBLEM_DETAILS_SCHEMA
     public = _public_paths(auth)
-    for path, handler, operation in _operations(app, document):
+    for path, method, handler, operation in _operations(app, document):
         is_public = bool(handler.opt.get(auth.exclude_opt_key)) or bool(public.search(path))
-        _document_errors(handler, operation, needs_token=not is_public)
+        _document_errors(handler, operation, method, needs_token=not is_public)
         if is_public:
             # An empty list overrides the document's bearer requirement: no token needed.
             operation.security = []
@@ -87,8 +91,8 @@ def _public_paths(auth: AbstractSecurityConfig[Any, Any]) -> re.Pattern[str]:
 
 def _operations(
     app: Litestar, document: OpenAPI
-) -> Iterator[tuple[str, HTTPRouteHandler, Operation]]:
-    """Each documented operation with its path and the handler that answers it."""
+) -> Iterator[tuple[str, str, HTTPRouteHandler, Operation]]:
+    """Each documented operation with its path, method and the handler that answers it."""
     for route in app.routes:
         if not isinstance(route, HTTPRoute):
             continue
@@ -98,10 +102,12 @@ def _operations(
             for method in handler.http_methods:
                 operation = getattr(item, method.lower(), None)
                 if isinstance(operation, Operation):
-                    yield path, handler, operation
+                    yield path, method, handler, operation
 
 
-def _document_errors(handler: HTTPRouteHandler, operation: Operation, needs_token: bool) -> None:
+def _document_errors(
+    handler: HTTPRouteHandler, operation: Operation, method: str, needs_token: bool
+) -> None:
     """List every error the operation answers, each as a problem; a 204 has no body."""
     parameters = [p for p in operation.parameters or [] if isinstance(p, Parameter)]
     errors: dict[int, str] = dict(ALWAYS)
@@ -109,8 +115,14 @@ def _document_errors(handler: HTTPRouteHandler, operation: Operation, needs_toke
         errors[HTTPStatus.BAD_REQUEST] = BAD_INPUT
     if operation.request_body:
         errors[HTTPStatus.REQUEST_ENTITY_TOO_LARGE] = TOO_LARGE
+        if isinstance(operation.request_body, RequestBody) and any(
+            is_json(media) for media in operation.request_body.content
+        ):
+            errors[HTTPStatus.UNSUPPORTED_MEDIA_TYPE] = NOT_JSON
     if needs_token:
         errors[HTTPStatus.UNAUTHORIZED] = NO_TOKEN
+        if method.upper() in UNSAFE:
+            errors[HTTPStatus.FORBIDDEN] = CROSS_SITE
     if handler.resolve_guards():
         errors[HTTPStatus.FORBIDDEN] = GUARDED
     if any(p.param_in == "path" for p in parameters):

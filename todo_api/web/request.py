@@ -6,15 +6,20 @@ turns "2" into 2 and 1893456000 into a date. Our contract is that a wrong type i
 (strict, and one pass instead of two); Litestar's conversion then passes the Struct through.
 Strict, except that a number with no fractional part (`3.0`, `1e2`) is an integer, as in JSON
 Schema: clients whose JSON encoder writes floats (`json.dumps(3.0)`) get what they meant.
+
+A body that does not say it is JSON is refused with 415 before it is read: Litestar decodes JSON
+whatever the Content-Type, so a plain HTML form (`enctype="text/plain"`) could post a JSON-shaped
+body from another page (CSRF), since forms are not preflighted.
 """
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 import msgspec
 from litestar import Request
-from litestar.exceptions import ValidationException
+from litestar.exceptions import HTTPException, ValidationException
 
 
 class StrictRequest(Request[Any, Any, Any]):
@@ -23,6 +28,11 @@ class StrictRequest(Request[Any, Any, Any]):
         target = field.annotation if field is not None else None
         if not (isinstance(target, type) and issubclass(target, msgspec.Struct)):
             return await super().json()
+        if not is_json(self.content_type[0]):
+            raise HTTPException(
+                status_code=HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+                detail="The body must be JSON, sent with Content-Type: application/json.",
+            )
         body = await self.body()
         try:
             return _decode(body, target)
@@ -36,6 +46,14 @@ class StrictRequest(Request[Any, Any, Any]):
                 detail="The request body is not valid JSON.",
                 extra=[{"message": str(exc), "key": "data", "source": "body"}],
             ) from None
+
+
+def is_json(media_type: str) -> bool:
+    """application/json, or a JSON-based type (`application/problem+json`, ...)."""
+    media_type = media_type.lower()
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
 
 
 def _decode(body: bytes, target: type[msgspec.Struct]) -> Any:
