@@ -18,23 +18,25 @@ from todo_api.core.schemas import CONTROL, END, INVISIBLE, SPACE, Schema
 # characters of markup and of RFC 5322's quoted forms (which no one types, and which an address
 # shown in a page or a mail must not carry).
 EMAIL_CHAR = rf"[^@{SPACE}{CONTROL}{INVISIBLE}<>()\[\]\\,;:\"`]"
+EMAIL_MAX_LENGTH = 320
 _EMAIL = re.compile(rf"^{EMAIL_CHAR}+@{EMAIL_CHAR}+\.{EMAIL_CHAR}+$")
 
 
 def normalised_email(value: str) -> str:
     """`value` in Unicode's compatibility form (NFKC: a full-width or other look-alike letter
-    becomes the letter it looks like), still a valid address; ValueError if it is not."""
-    value = unicodedata.normalize("NFKC", value)
-    if not _EMAIL.match(value):
-        raise ValueError("`email` is not a valid address")
-    return value
+    becomes the letter it looks like), where that form is itself a valid address; else `value`
+    as it is (its compatibility form has characters no address may have, so it looks like no
+    valid address)."""
+    compatible = unicodedata.normalize("NFKC", value)
+    fits = len(compatible) <= EMAIL_MAX_LENGTH  # one character can expand to several
+    return compatible if fits and _EMAIL.match(compatible) else value
 
 
 Email = Annotated[
     str,
     Meta(
         min_length=3,
-        max_length=320,
+        max_length=EMAIL_MAX_LENGTH,
         pattern=rf"^{EMAIL_CHAR}+@{EMAIL_CHAR}+\.{EMAIL_CHAR}+{END}",
     ),
 ]

@@ -3,7 +3,6 @@ the `app_user` table: other features read and write accounts only through the fu
 
 from __future__ import annotations
 
-import unicodedata
 import uuid
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -32,7 +31,7 @@ COLUMNS = tuple(
 def normalise_email(email: str) -> str:
     """Emails are stored in NFKC form and lower-cased, so the unique index is case- and
     look-alike-insensitive (and logins find them however they are typed)."""
-    return unicodedata.normalize("NFKC", email).strip().lower()
+    return schemas.normalised_email(email.strip()).lower()
 
 
 def normalise_username(username: str | None) -> str | None:
