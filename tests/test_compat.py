@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import subprocess
 import uuid
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -18,7 +17,7 @@ import httpx
 import pytest
 
 from tests.support.accounts import PASSWORD, Device, login, new_user, unique_email
-from tests.support.cli import CLI, REPO_ROOT, process_env, run_cli
+from tests.support.cli import run_cli
 from tests.support.problems import assert_problem
 from tests.support.todos import TODOS, create_todo
 from todo_api.core.config import SettingsError, load_settings
@@ -337,26 +336,14 @@ async def test_the_app_serves_on_a_sqlalchemy_style_database_url(
 
 
 def test_the_cli_names_our_variable_for_theirs(database_url: str) -> None:
-    prod = subprocess.run(
-        [*CLI, "check-settings"],
-        cwd=REPO_ROOT,
-        env=process_env(database_url, **GOOD_PROD, JWT_SECRET="x" * 40),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    prod = run_cli(database_url, "check-settings", env={**GOOD_PROD, "JWT_SECRET": "x" * 40})
     assert prod.returncode != 0
     assert "JWT_SECRET" in prod.stderr
     assert "SECRET_KEY" in prod.stderr
-    dev = subprocess.run(
-        [*CLI, "check-settings"],
-        cwd=REPO_ROOT,
-        env=process_env(database_url, APP_ENV="dev", CORS_ORIGINS="https://app.example"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    dev = run_cli(
+        database_url,
+        "check-settings",
+        env={"APP_ENV": "dev", "CORS_ORIGINS": "https://app.example"},
     )
     assert dev.returncode == 0, dev.stderr
     assert "CORS_ORIGINS" in dev.stderr

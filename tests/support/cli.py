@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from tests.support.database import TEST_ENV
@@ -27,12 +28,15 @@ def process_env(database_url: str, **overrides: str) -> dict[str, str]:
     return {**inherited, **TEST_ENV, "DATABASE_URL": database_url, **overrides}
 
 
-def run_cli(database_url: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    """`python -m todo_api ARGS` against `database_url`, as an operator runs it, `stdin` typed in."""
+def run_cli(
+    database_url: str, *args: str, stdin: str = "", env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`python -m todo_api ARGS` against `database_url`, as an operator runs it, `stdin` typed
+    in; `env` adds to (or overrides) the test settings."""
     return subprocess.run(
         [*CLI, *args],
         cwd=REPO_ROOT,
-        env=process_env(database_url),
+        env=process_env(database_url, **(env or {})),
         input=stdin,
         capture_output=True,
         text=True,
