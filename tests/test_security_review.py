@@ -413,3 +413,40 @@ async def test_password_changes_are_limited_per_user(client_with: ClientFactory)
         )
     assert answers == [401, 401, 429]
     assert elsewhere.status_code == 401
+
+
+# --- 13. two auth cookies of one name (cookie tossing) -----------------------------------------
+
+
+async def test_two_access_cookies_of_one_name_are_refused(client: httpx.AsyncClient) -> None:
+    mine, planted = await new_user(client), await new_user(client)
+    async with httpx.AsyncClient(transport=client._transport, base_url=OWN) as bare:
+        one = await bare.get(TODOS, headers={"Cookie": f"access_token={mine.access_token}"})
+        assert one.status_code == 200
+        for cookie in (
+            f"access_token={planted.access_token}; access_token={mine.access_token}",
+            f"access_token={mine.access_token}; other=1; access_token={mine.access_token}",
+        ):
+            body = assert_problem(await bare.get(TODOS, headers={"Cookie": cookie}), 401)
+            assert "Two access_token cookies" in str(body["detail"])
+
+
+async def test_two_refresh_cookies_of_one_name_refresh_nothing(
+    client: httpx.AsyncClient, conn: asyncpg.Connection
+) -> None:
+    mine, planted = await new_user(client), await new_user(client)
+    async with httpx.AsyncClient(
+        transport=client._transport,
+        base_url=OWN,
+        headers={
+            "Cookie": f"refresh_token={planted.refresh_token}; refresh_token={mine.refresh_token}"
+        },
+    ) as bare:
+        assert_problem(await bare.post("/api/v1/auth/refresh"), 401)
+    rows = await conn.fetch(
+        "SELECT refresh_counter, revoked_at FROM device_session WHERE id = ANY($1::uuid[])",
+        [uuid.UUID(mine.session_id), uuid.UUID(planted.session_id)],
+    )
+    assert [(row["refresh_counter"], row["revoked_at"]) for row in rows] == [(0, None), (0, None)]
+    # Each token alone still works.
+    assert (await refresh_with(client, mine.refresh_token)).status_code == 200

@@ -10,9 +10,10 @@ from typing import Any, ClassVar, Self, cast
 
 import jwt
 from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException
 from litestar.security.jwt import OAuth2PasswordBearerAuth, Token
 
-from todo_api.auth.cookies import AUTH_PATH, cookie_names
+from todo_api.auth.cookies import AUTH_PATH, cookie_names, sent_once
 from todo_api.auth.guards import UNSAFE_METHODS, require_same_site
 from todo_api.auth.tokens import InvalidToken, TokenKeys, decode_access
 from todo_api.context import AppContext
@@ -103,14 +104,21 @@ async def retrieve_user(
     Litestar's middleware takes the token from the Authorization header whatever its scheme, else
     from the cookie: here only `Bearer` counts, and an unsafe request authenticated by the cookie
     must come from our own (or an allowed) origin, since browsers send the cookie to any same-site
-    page (CSRF).
+    page (CSRF). Two access cookies (one planted by a sibling subdomain) are refused.
     """
     scheme, _, credentials = connection.headers.get("authorization", "").partition(" ")
     if credentials:
         if scheme.lower() != "bearer":
             return None
-    elif connection.scope.get("method") in UNSAFE_METHODS:
-        require_same_site(connection)
+    else:
+        access_cookie = cookie_names(AppContext.of(connection).settings)[0]
+        if not sent_once(connection, access_cookie):
+            raise NotAuthorizedException(
+                f"Two {access_cookie} cookies were sent (another site of this domain may have set "
+                "one); the request is refused."
+            )
+        if connection.scope.get("method") in UNSAFE_METHODS:
+            require_same_site(connection)
     try:
         user_id, session_id = uuid.UUID(token.sub), uuid.UUID(str(token.extras["sid"]))
     except (KeyError, ValueError, TypeError):

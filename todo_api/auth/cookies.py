@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from litestar import Request, Response
+from litestar.connection import ASGIConnection
 from litestar.datastructures import Cookie
 
 from todo_api.auth.tokens import IssuedTokens
@@ -79,5 +80,21 @@ def clear_auth_cookies(response: Response[Any], settings: Settings) -> None:
     response.headers["Cache-Control"] = "no-store"
 
 
+def sent_once(connection: ASGIConnection[Any, Any, Any, Any], name: str) -> bool:
+    """Whether the request carries at most one cookie called `name`. A sibling subdomain can
+    plant a second one under our name (cookie tossing), and parsers keep whichever comes last:
+    a request with two is refused rather than guessed at."""
+    wanted = name.encode("latin-1")
+    count = 0
+    for key, value in connection.scope["headers"]:
+        if key == b"cookie":
+            count += sum(
+                1 for part in value.split(b";") if part.strip().split(b"=", 1)[0] == wanted
+            )
+    return count <= 1
+
+
 def refresh_cookie(request: Request[Any, Any, Any], settings: Settings) -> str | None:
-    return request.cookies.get(cookie_names(settings)[1])
+    """The refresh cookie, if there is exactly one."""
+    name = cookie_names(settings)[1]
+    return request.cookies.get(name) if sent_once(request, name) else None
