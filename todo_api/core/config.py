@@ -74,6 +74,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "console"
     max_body_bytes: PositiveInt = 1024 * 1024
+    # A request line and headers longer than this are answered 431 (the server we ship).
+    max_header_bytes: Annotated[int, Meta(ge=4096, le=1024 * 1024)] = 64 * 1024
     host: str = "127.0.0.1"
     port: Annotated[int, Meta(ge=1, le=65535)] = 8000
     web_concurrency: Annotated[int, Meta(ge=1, le=64)] = 2

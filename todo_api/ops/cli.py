@@ -142,6 +142,8 @@ def import_users(csv_path: str | None, source_url: str | None, query: str | None
 def _run_uvicorn(settings: Settings, **options: Any) -> None:
     import uvicorn
 
+    from todo_api.web.server import PROTOCOL
+
     uvicorn.run(
         APP_FACTORY,
         factory=True,
@@ -151,6 +153,8 @@ def _run_uvicorn(settings: Settings, **options: Any) -> None:
         proxy_headers=bool(settings.trusted_proxies),
         forwarded_allow_ips=",".join(settings.trusted_proxies),
         server_header=False,
+        # httptools with a bound on request heads (431 beyond MAX_HEADER_BYTES).
+        http=PROTOCOL,
         # Every request is logged once by the app (todo_api/web/logs.py), with its request id.
         access_log=False,
         **options,
