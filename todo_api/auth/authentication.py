@@ -14,11 +14,12 @@ from litestar.exceptions import NotAuthorizedException
 from litestar.security.jwt import OAuth2PasswordBearerAuth, Token
 
 from todo_api.auth.cookies import AUTH_PATH, cookie_names, sent_once
-from todo_api.auth.guards import UNSAFE_METHODS, require_same_site
+from todo_api.auth.guards import require_same_site
 from todo_api.auth.tokens import InvalidToken, TokenKeys, decode_access
 from todo_api.context import AppContext
 from todo_api.core.config import Settings
 from todo_api.core.identity import CurrentUser
+from todo_api.web.request import UNSAFE_METHODS
 
 TOKEN_URL = f"{AUTH_PATH}/token"
 # Paths that need no access token; routes opt out with `opt={"exclude_from_auth": True}`.

@@ -55,8 +55,6 @@ def requires_role(role: Role) -> Guard:
     return guard
 
 
-# Methods that change something: a browser must not be made to send them from another site.
-UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 CROSS_SITE = "Cross-site requests are not accepted here."
 
 

@@ -37,7 +37,7 @@ from litestar.routes import HTTPRoute
 from litestar.security.base import AbstractSecurityConfig
 
 from todo_api.core.errors import PROBLEM_DETAILS_SCHEMA, PROBLEM_MEDIA_TYPE
-from todo_api.web.request import is_json
+from todo_api.web.request import UNSAFE_METHODS, is_json
 
 PROBLEM = Reference(ref="#/components/schemas/ProblemDetails")
 
@@ -53,7 +53,6 @@ NOT_JSON = "The body is not sent as JSON (Content-Type: application/json)"
 NO_TOKEN = "No valid access token, or its session has ended (WWW-Authenticate: Bearer)"
 GUARDED = "Not allowed: a role is missing, or the request is cross-site"
 CROSS_SITE = "A cookie-authenticated request from another site (send a Bearer token, or call from an allowed origin)"
-UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 ABSENT = "Nothing with this id, or not yours"
 # By request header: RFC 9110 §13.1.1, and the IETF Idempotency-Key draft.
 BY_HEADER: dict[str, tuple[int, str]] = {
@@ -121,7 +120,7 @@ def _document_errors(
             errors[HTTPStatus.UNSUPPORTED_MEDIA_TYPE] = NOT_JSON
     if needs_token:
         errors[HTTPStatus.UNAUTHORIZED] = NO_TOKEN
-        if method.upper() in UNSAFE:
+        if method.upper() in UNSAFE_METHODS:
             errors[HTTPStatus.FORBIDDEN] = CROSS_SITE
     if handler.resolve_guards():
         errors[HTTPStatus.FORBIDDEN] = GUARDED

@@ -48,6 +48,10 @@ class StrictRequest(Request[Any, Any, Any]):
             ) from None
 
 
+# Methods that change something: a browser must not be made to send them from another site.
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
 def is_json(media_type: str) -> bool:
     """application/json, or a JSON-based type (`application/problem+json`, ...)."""
     media_type = media_type.lower()
